@@ -49,6 +49,11 @@ class BaseSettings:
     state_dir: Path = setting(Path(".stack"), "folder for all local state (git-ignored)")
     mqtt_host: str = setting("127.0.0.1", "MQTT broker host")
     mqtt_port: int = setting(18830, "MQTT broker port")
+    mqtt_gateway_user: str = setting("gateway", "MQTT user of gateways (may subscribe to all pilots)")
+    mqtt_gateway_password: str = setting("gateway-dev-pw", "MQTT password of gateways", secret=True)
+    mqtt_pilot_password: str = setting(
+        "pilot-dev-pw", "MQTT password of every pilot user in the local stack", secret=True
+    )
     kafka_bootstrap: str = setting("127.0.0.1:19092", "Kafka bootstrap servers, comma-separated")
     pg_host: str = setting("127.0.0.1", "TimescaleDB host")
     pg_port: int = setting(15432, "TimescaleDB port")
