@@ -28,6 +28,7 @@ class Pilot:
     city: str  # City.id
     lot: str  # energy | mobility
     description: str
+    params: dict[str, object]  # method parameters: replaced_mode_shares, car_trip_km, heat_scope...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,13 @@ def load_registry(path: Path | None = None) -> Registry:
         data = tomllib.loads(text)
         cities = {c["id"]: City(c["id"], c["name"], c["country"], c["tz"]) for c in data["cities"]}
         pilots = {
-            p["tenant"]: Pilot(p["tenant"], p["city"], p["lot"], p.get("description", ""))
+            p["tenant"]: Pilot(
+                p["tenant"],
+                p["city"],
+                p["lot"],
+                p.get("description", ""),
+                {k: v for k, v in p.items() if k not in ("tenant", "city", "lot", "description")},
+            )
             for p in data["pilots"]
         }
         lorawan = {(a["network"], a["application"]): a["tenant"] for a in data.get("lorawan", [])}
