@@ -38,7 +38,9 @@ VERBS: dict[str, tuple[str, str]] = {
 
 def add_settings_args(parser: argparse.ArgumentParser, cls: type[BaseSettings]) -> None:
     """One ``--flag`` per setting; help shows its environment variable and default."""
-    group = parser.add_argument_group(f"settings ({cls.section}); also read from PILOTSTREAM_CONFIG")
+    group = parser.add_argument_group(
+        f"settings ({cls.section}); also read from PILOTSTREAM_CONFIG"
+    )
     for name, env, default, help_text in cls.describe():
         group.add_argument(
             "--" + name.replace("_", "-"),
@@ -47,7 +49,9 @@ def add_settings_args(parser: argparse.ArgumentParser, cls: type[BaseSettings]) 
             metavar=name.split("_")[-1].upper(),
             help=f"{help_text} [env {env}, default {default}]",
         )
-    parser.add_argument("--config", default=None, help="TOML settings file [env PILOTSTREAM_CONFIG]")
+    parser.add_argument(
+        "--config", default=None, help="TOML settings file [env PILOTSTREAM_CONFIG]"
+    )
 
 
 def settings_from_args(cls: type[Any], args: argparse.Namespace) -> Any:
@@ -63,7 +67,9 @@ def settings_from_args(cls: type[Any], args: argparse.Namespace) -> Any:
 
 def _not_built(verb: str, summary: str) -> Callable[[argparse.Namespace], int]:
     def run(_: argparse.Namespace) -> int:
-        print(f"pilotstream {verb}: not built yet ({summary}); see the open issues.", file=sys.stderr)
+        print(
+            f"pilotstream {verb}: not built yet ({summary}); see the open issues.", file=sys.stderr
+        )
         return EXIT_USAGE
 
     return run

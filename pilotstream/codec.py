@@ -33,7 +33,9 @@ def decode_batch(data: bytes) -> ReadingBatch:
         raise DecodeError(msg, reason="bad_batch") from exc
     _check_version(batch.v)
     n = len(batch.ts_ms)
-    if not all(len(col) == n for col in (batch.metric, batch.value, batch.unit, batch.kind, batch.seq)):
+    if not all(
+        len(col) == n for col in (batch.metric, batch.value, batch.unit, batch.kind, batch.seq)
+    ):
         msg = "reading batch columns have different lengths"
         raise DecodeError(msg, reason="bad_batch")
     return batch

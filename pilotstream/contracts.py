@@ -62,7 +62,7 @@ class ReadingBatch(msgspec.Struct, frozen=True, kw_only=True):
                 ts_ms=t,
                 value=x,
                 unit=u,
-                kind=k,  # type: ignore[arg-type]
+                kind=k,
                 seq=s,
                 received_at_ms=self.received_at_ms,
                 gateway_id=self.gateway_id,

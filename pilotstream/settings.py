@@ -29,7 +29,7 @@ DEV_SECRET_MARK = "-dev-"  # default secrets contain this; production refuses th
 T = TypeVar("T", bound="BaseSettings")
 
 
-def setting(default: Any, help: str, *, secret: bool = False) -> Any:  # noqa: A002
+def setting(default: Any, help: str, *, secret: bool = False) -> Any:
     """Declare a settings field with its help text; the env var is derived from the field name."""
     return field(default=default, metadata={"help": help, "secret": secret})
 
@@ -46,10 +46,12 @@ class BaseSettings:
     section: typing.ClassVar[str] = "common"
 
     environment: str = setting("dev", "dev or production; production refuses dev secrets")
-    state_dir: Path = setting(Path(".stack"), "folder for all local state (git-ignored)")
+    state_dir: Path = setting(Path(".stack"), "folder for all local state (git-ignored)")  # noqa: RUF009
     mqtt_host: str = setting("127.0.0.1", "MQTT broker host")
     mqtt_port: int = setting(18830, "MQTT broker port")
-    mqtt_gateway_user: str = setting("gateway", "MQTT user of gateways (may subscribe to all pilots)")
+    mqtt_gateway_user: str = setting(
+        "gateway", "MQTT user of gateways (may subscribe to all pilots)"
+    )
     mqtt_gateway_password: str = setting("gateway-dev-pw", "MQTT password of gateways", secret=True)
     mqtt_pilot_password: str = setting(
         "pilot-dev-pw", "MQTT password of every pilot user in the local stack", secret=True

@@ -24,8 +24,12 @@ class MetricSpec:
 
 
 _METRICS = (
-    MetricSpec("energy.active.import", "kWh", "counter", "energy", "imported active energy register"),
-    MetricSpec("energy.active.export", "kWh", "counter", "energy", "exported active energy register"),
+    MetricSpec(
+        "energy.active.import", "kWh", "counter", "energy", "imported active energy register"
+    ),
+    MetricSpec(
+        "energy.active.export", "kWh", "counter", "energy", "exported active energy register"
+    ),
     MetricSpec("energy.heat", "kWh", "counter", "energy", "heat meter register"),
     MetricSpec("energy.pv.daily", "kWh", "counter", "energy", "PV energy today, resets at night"),
     MetricSpec("energy.lighting", "kWh", "delta", "energy", "street lighting energy per interval"),
@@ -34,7 +38,9 @@ _METRICS = (
     MetricSpec("traffic.count.bike", "count", "delta", "mobility", "bikes counted per interval"),
     MetricSpec("traffic.count.bus", "count", "delta", "mobility", "buses counted per interval"),
     MetricSpec("passengers.count.bus", "count", "delta", "mobility", "bus boardings per interval"),
-    MetricSpec("trip.distance.escooter", "km", "delta", "mobility", "shared e-scooter trip distance"),
+    MetricSpec(
+        "trip.distance.escooter", "km", "delta", "mobility", "shared e-scooter trip distance"
+    ),
     MetricSpec("trip.distance.ebike", "km", "delta", "mobility", "shared e-bike trip distance"),
     MetricSpec("weather.temperature", "Cel", "gauge", "weather", "outdoor air temperature"),
     MetricSpec("weather.rain", "mm", "delta", "weather", "rain per interval"),

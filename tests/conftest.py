@@ -4,7 +4,6 @@ error (never a skip), so a run without the stack fails loudly instead of passing
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -57,6 +56,8 @@ def pg_service(settings: BaseSettings) -> BaseSettings:
 
 
 @pytest.fixture(scope="session")
-def stack(mqtt_service: BaseSettings, kafka_service: BaseSettings, pg_service: BaseSettings) -> Iterator[BaseSettings]:
+def stack(
+    mqtt_service: BaseSettings, kafka_service: BaseSettings, pg_service: BaseSettings
+) -> BaseSettings:
     """All three services must be up."""
-    yield mqtt_service
+    return mqtt_service
