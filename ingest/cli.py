@@ -1,0 +1,36 @@
+"""``pilotstream gateway``: run the MQTT -> Kafka gateway."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pilotstream.cli import add_settings_args, settings_from_args
+
+
+def register(sub: Any) -> list[str]:
+    """Add the ``gateway`` verb."""
+    from ingest.settings import GatewaySettings  # light: dataclasses only
+
+    p = sub.add_parser(
+        "gateway",
+        help="run the MQTT -> Kafka gateway",
+        description="Subscribe to pilots' MQTT topics, decode and validate payloads, forward "
+        "readings to Kafka (dead letters to the rejected topic), ack MQTT after Kafka; spool to "
+        "disk while Kafka is down. SIGTERM drains and exits.",
+    )
+    add_settings_args(p, GatewaySettings)
+    p.set_defaults(func=_run)
+    return ["gateway"]
+
+
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ingest.service import run_gateway
+    from ingest.settings import GatewaySettings
+    from pilotstream.logs import configure
+
+    settings = settings_from_args(GatewaySettings, args)
+    configure(settings.log_level)
+    return asyncio.run(run_gateway(settings))
