@@ -1,0 +1,1 @@
+"""Scenario files (TOML) shipped with the simulators."""
