@@ -1,0 +1,155 @@
+"""Writer throughput: batches of 10,000 readings into the ``readings`` hypertable (its indexes,
+ON CONFLICT dedup, offsets in the same transaction) against a raw psycopg binary COPY
+(``copy.write_row``) of the same rows into an identical plain table, alternating in one run.
+
+Runs in a throw-away database (storage.testing) on the stack's cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from bench.summary import progress, rss_mb, summary
+
+BATCH = 10_000
+DEVICES = 200
+METRICS = ("energy.active.import", "power.active")
+
+_PEER_TABLE = """
+CREATE TABLE readings_peer (LIKE readings INCLUDING DEFAULTS);
+CREATE UNIQUE INDEX readings_peer_key ON readings_peer (device_id, metric, ts);
+CREATE INDEX readings_peer_tenant_ts ON readings_peer (tenant, ts DESC);
+"""
+_PEER_COLUMNS = "ts, tenant, device_id, metric, value, seq, received_at, quality"
+_PEER_TYPES = ["timestamptz", "text", "text", "text", "float8", "int8", "timestamptz", "int2"]
+
+
+def make_batch(index: int, start_ms: int) -> pl.DataFrame:
+    """10,000 readings: 200 devices x 2 metrics x 25 timestamps, 1 min apart, unique per batch."""
+    per = BATCH // (DEVICES * len(METRICS))
+    t = start_ms + (index * per + np.arange(per, dtype=np.int64)) * 60_000
+    dev = np.repeat(np.arange(DEVICES), per * len(METRICS))
+    met = np.tile(np.repeat(np.arange(len(METRICS)), per), DEVICES)
+    ts = np.tile(t, DEVICES * len(METRICS))
+    rng = np.random.default_rng(index)
+    return pl.DataFrame(
+        {
+            "ts_ms": ts,
+            "tenant": [f"paris-energy-{1 + d % 3}" for d in dev],
+            "device_id": [f"meter-{d:04d}" for d in dev],
+            "metric": [METRICS[m] for m in met],
+            "value": rng.random(BATCH) * 100.0,
+            "seq": np.arange(BATCH, dtype=np.int64) + index * BATCH,
+            "received_at_ms": ts + 1500,
+            "quality": np.zeros(BATCH, dtype=np.int16),
+        }
+    )
+
+
+def _peer(conn: Any, df: pl.DataFrame) -> float:
+    from datetime import UTC, datetime, timedelta
+
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    t0 = time.perf_counter()
+    with conn.transaction(), conn.cursor() as cur:
+        with cur.copy(f"COPY readings_peer ({_PEER_COLUMNS}) FROM STDIN (FORMAT binary)") as copy:
+            copy.set_types(_PEER_TYPES)
+            for ts, tenant, dev, met, val, seq, rec, q in df.iter_rows():
+                copy.write_row(
+                    (
+                        epoch + timedelta(milliseconds=ts),
+                        tenant,
+                        dev,
+                        met,
+                        val,
+                        seq,
+                        epoch + timedelta(milliseconds=rec),
+                        q,
+                    )
+                )
+    return time.perf_counter() - t0
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Alternate the peer and our writer, batch by batch, on the same rows."""
+    from pilotstream.settings import BaseSettings
+    from storage.testing import create_temp_database, drop_database
+
+    n_batches = 6 if quick else 30
+    settings = BaseSettings.load()
+    progress("creating a throw-away database")
+    dsn = create_temp_database(settings)
+    try:
+        start_ms = int(time.time() * 1000) - 3 * 86_400_000
+        batches = [make_batch(i, start_ms) for i in range(n_batches + 1)]  # first one warms up
+        ours, theirs, counts = asyncio.run(_alternate(dsn, batches))
+    finally:
+        drop_database(settings, dsn)
+    ours_rate = BATCH * len(ours) / sum(ours)
+    peer_rate = BATCH * len(theirs) / sum(theirs)
+    return summary(
+        "storage",
+        {"batch_rows": BATCH, "batches": len(ours), "devices": DEVICES, "metrics": len(METRICS)},
+        {
+            "rows_per_s": round(ours_rate),
+            "p50_batch_ms": round(float(np.median(ours)) * 1000, 1),
+            "max_batch_ms": round(max(ours) * 1000, 1),
+            "rows_stored": counts[0],
+            "rss_mb": rss_mb(),
+        },
+        peer_name="psycopg binary COPY (write_row) into an identical plain table",
+        peer_results={
+            "rows_per_s": round(peer_rate),
+            "p50_batch_ms": round(float(np.median(theirs)) * 1000, 1),
+            "rows_stored": counts[1],
+        },
+        ratio_key="rows_per_s",
+    )
+
+
+async def _alternate(
+    dsn: str, batches: list[pl.DataFrame]
+) -> tuple[list[float], list[float], tuple[int, int]]:
+    import psycopg
+
+    from storage.offsets import claim_partitions
+    from storage.writer import Writer
+
+    ours: list[float] = []
+    theirs: list[float] = []
+    with psycopg.connect(dsn) as peer:
+        peer.execute(_PEER_TABLE)
+        peer.commit()
+        async with await psycopg.AsyncConnection.connect(dsn) as conn:
+            claim = await claim_partitions(conn, group="bench", topic="bench", partitions=[0])
+        async with Writer(dsn=dsn) as writer:
+            for i, df in enumerate(batches):
+                t_peer = _peer(peer, df)
+                t0 = time.perf_counter()
+                res = await writer.commit_batch(
+                    readings=df,
+                    offsets={("bench", 0): (i + 1) * BATCH},
+                    group="bench",
+                    generation=claim.generation,
+                )
+                t_ours = time.perf_counter() - t0
+                if res.readings_new != BATCH:
+                    msg = f"batch {i}: {res.readings_new} new readings, expected {BATCH}"
+                    raise RuntimeError(msg)
+                if i == 0:
+                    continue  # warm-up: connections, catalog caches, first chunks
+                ours.append(t_ours)
+                theirs.append(t_peer)
+                progress(
+                    f"batch {i}: ours {BATCH / t_ours:,.0f} rows/s, peer {BATCH / t_peer:,.0f} rows/s"
+                )
+        row = peer.execute(
+            "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM readings_peer)"
+        ).fetchone()
+    assert row is not None
+    return ours, theirs, (int(row[0]), int(row[1]))

@@ -1,0 +1,302 @@
+"""The writer: one transaction per processed batch with readings, window results, rejections and
+the batch's consumer offsets, so results and offsets are stored together or not at all.
+
+Readings go through a binary COPY (buffer built with numpy, :mod:`storage.pgbinary`) into a
+temporary table, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` into the hypertable, so
+redelivered readings are counted as duplicates rather than failing the batch. Window results are
+upserted; their revision and ``updated_at`` move only when a value changed; the daily rollup of the
+touched days is recomputed in the same transaction. Offsets are written last, fenced by the
+owner generation (:mod:`storage.offsets`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+import polars as pl
+import psycopg
+
+from pilotstream.logs import get_logger
+from storage import sql_writer as q
+from storage.errors import StaleGeneration, StorageError
+from storage.frames import (
+    READINGS,
+    READINGS_DEFAULTS,
+    REJECTIONS,
+    REJECTIONS_DEFAULTS,
+    WINDOW_KEY,
+    WINDOWS,
+    Columnar,
+    conform,
+)
+from storage.offsets import commit_offsets
+from storage.pgbinary import encode_rows, text_column
+
+log = get_logger(__name__)
+
+_RETRY_SQLSTATES = ("57P01", "57P02", "57P03")  # admin shutdown, crash shutdown, cannot connect now
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What one committed batch changed."""
+
+    readings_new: int  # readings inserted
+    readings_duplicate: int  # readings already stored (same device, metric, ts)
+    windows_new: int  # window results inserted (revision 1)
+    windows_revised: int  # window results whose values changed (revision + 1)
+    windows_unchanged: int  # window results resent with identical values
+    rejections: int  # dead letters stored
+    offsets: int  # partitions whose offsets were stored
+    attempts: int  # 1 unless transient errors were retried
+    # window results inserted or revised: device_id, metric, width_s, bucket_start_ms, revision
+    windows_changed: pl.DataFrame = field(repr=False)
+
+
+class Writer:
+    """Writes processed batches to TimescaleDB; one connection, reconnected on failure.
+
+    Use as ``async with Writer(dsn=settings.pg_dsn) as writer: await writer.commit_batch(...)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        max_attempts: int = 5,
+        backoff_s: float = 0.1,
+        max_backoff_s: float = 5.0,
+        connect_timeout_s: float = 10.0,
+        optimistic: bool = True,
+    ):
+        if max_attempts < 1:
+            msg = f"max_attempts must be at least 1, not {max_attempts}"
+            raise ValueError(msg)
+        if backoff_s < 0 or max_backoff_s < backoff_s:
+            msg = f"need 0 <= backoff_s <= max_backoff_s, got {backoff_s} and {max_backoff_s}"
+            raise ValueError(msg)
+        self._dsn = dsn
+        self._max_attempts = max_attempts
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._connect_timeout_s = connect_timeout_s
+        self._optimistic = optimistic
+        self._conn: psycopg.AsyncConnection | None = None
+
+    async def __aenter__(self) -> Self:
+        await self._connection()
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection (a later call reconnects)."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    @property
+    def backend_pid(self) -> int | None:
+        """Server process id of the current connection (for monitoring and tests)."""
+        return None if self._conn is None or self._conn.closed else self._conn.info.backend_pid
+
+    async def commit_batch(
+        self,
+        *,
+        readings: Columnar | None,
+        windows: Columnar | None = None,
+        rejections: Columnar | None = None,
+        offsets: Mapping[tuple[str, int], int],
+        group: str,
+        generation: int,
+    ) -> CommitResult:
+        """Store one batch and its consumer offsets in a single transaction.
+
+        Args:
+            readings: columns of :data:`storage.frames.READINGS` (``seq``, ``quality`` optional).
+            windows: columns of :data:`storage.frames.WINDOWS`; a key sent twice keeps the last.
+            rejections: columns of :data:`storage.frames.REJECTIONS`.
+            offsets: ``{(topic, partition): next_offset}`` reached by this batch.
+            group: consumer group id.
+            generation: from :func:`storage.offsets.claim_partitions` at assignment.
+
+        Raises:
+            InvalidBatch: NUL in text, non-finite number, null or missing column (nothing written).
+            StaleGeneration: a newer consumer owns one of the partitions (rolled back).
+            StorageError: the database refused the batch, or stayed unreachable (``retriable``).
+        """
+        rd = (
+            conform("readings", readings, READINGS, READINGS_DEFAULTS)
+            if readings is not None
+            else None
+        )
+        wn = None
+        if windows is not None:
+            wn = conform("windows", windows, WINDOWS).unique(
+                WINDOW_KEY, keep="last", maintain_order=True
+            )
+        rj = None
+        if rejections is not None:
+            rj = conform("rejections", rejections, REJECTIONS, REJECTIONS_DEFAULTS)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                conn = await self._connection()
+                async with conn.transaction():
+                    result = await _write(
+                        conn, rd, wn, rj, offsets, group, generation, attempt, self._optimistic
+                    )
+                return result
+            except StaleGeneration:
+                raise
+            except psycopg.Error as exc:
+                if not self._transient(exc) or attempt >= self._max_attempts:
+                    retriable = self._transient(exc)
+                    msg = f"writing the batch failed after {attempt} attempt(s): {exc}"
+                    raise StorageError(msg, retriable=retriable) from exc
+                delay = min(self._max_backoff_s, self._backoff_s * 2 ** (attempt - 1))
+                delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not crypto)
+                log.warning(
+                    "commit_retry", attempt=attempt, delay_s=round(delay, 3), error=str(exc)
+                )
+                await asyncio.sleep(delay)
+
+    def _transient(self, exc: psycopg.Error) -> bool:
+        if isinstance(exc, psycopg.errors.TransactionRollback):  # serialization, deadlock
+            return True
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            return True
+        state = exc.sqlstate or ""
+        return state.startswith("08") or state in _RETRY_SQLSTATES
+
+    async def _connection(self) -> psycopg.AsyncConnection:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        if conn is not None:
+            await conn.close()
+            self._conn = None
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._dsn, connect_timeout=max(1, int(self._connect_timeout_s))
+            )
+            async with conn.transaction():
+                await conn.execute(q.STAGE_TABLES)
+        except psycopg.OperationalError:
+            raise
+        self._conn = conn
+        log.info("writer_connected", backend_pid=conn.info.backend_pid)
+        return conn
+
+
+async def _write(
+    conn: psycopg.AsyncConnection,
+    rd: pl.DataFrame | None,
+    wn: pl.DataFrame | None,
+    rj: pl.DataFrame | None,
+    offsets: Mapping[tuple[str, int], int],
+    group: str,
+    generation: int,
+    attempt: int,
+    optimistic: bool,
+) -> CommitResult:
+    new = dup = 0
+    if rd is not None and rd.height:
+        new = await _insert_readings(conn, _readings_buffer(rd), rd.height, optimistic)
+        dup = rd.height - new
+    w_new = w_rev = w_same = 0
+    changed = pl.DataFrame(
+        schema={
+            "device_id": pl.String,
+            "metric": pl.String,
+            "width_s": pl.Int32,
+            "bucket_start_ms": pl.Int64,
+            "revision": pl.Int32,
+        }
+    )
+    if wn is not None and wn.height:
+        async with conn.cursor().copy(q.COPY_WINDOWS) as copy:
+            await copy.write(_windows_buffer(wn))
+        cur = await conn.execute(q.UPSERT_WINDOWS)
+        rows = await cur.fetchall()
+        if rows:
+            changed = pl.DataFrame([r[:5] for r in rows], schema=changed.schema, orient="row")
+            w_new = sum(1 for r in rows if r[5])
+            w_rev = len(rows) - w_new
+            await conn.execute(q.ROLLUP_DAILY)
+        w_same = wn.height - len(rows)
+    n_rej = 0
+    if rj is not None and rj.height:
+        await conn.execute(q.INSERT_REJECTIONS, [rj[c].to_list() for c in REJECTIONS])
+        n_rej = rj.height
+    n_off = await commit_offsets(conn, group=group, generation=generation, offsets=offsets)
+    return CommitResult(
+        readings_new=new,
+        readings_duplicate=dup,
+        windows_new=w_new,
+        windows_revised=w_rev,
+        windows_unchanged=w_same,
+        rejections=n_rej,
+        offsets=n_off,
+        attempts=attempt,
+        windows_changed=changed,
+    )
+
+
+async def _insert_readings(
+    conn: psycopg.AsyncConnection, buffer: bytes, rows: int, optimistic: bool
+) -> int:
+    """Readings (a binary COPY buffer) -> hypertable, duplicates skipped; returns how many were new.
+
+    Optimistic path (default): COPY straight into the hypertable inside a savepoint. With no
+    duplicate, the common case, that is all, and it costs about half of staging plus
+    ``INSERT ... ON CONFLICT DO NOTHING``, whose speculative insertion probes the unique index for
+    every row. A unique violation (redelivered readings, a twice-sent key, a concurrent writer)
+    rolls back the savepoint only; the same buffer then goes to the temporary stage table and from
+    there ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` keeps the new rows.
+    """
+    if optimistic:
+        try:
+            async with conn.transaction(), conn.cursor().copy(q.COPY_READINGS_DIRECT) as copy:
+                await copy.write(buffer)
+            return rows
+        except psycopg.errors.UniqueViolation:
+            pass
+    async with conn.cursor().copy(q.COPY_READINGS) as copy:
+        await copy.write(buffer)
+    cur = await conn.execute(q.INSERT_READINGS)
+    return cur.rowcount
+
+
+def _readings_buffer(df: pl.DataFrame) -> bytes:
+    return encode_rows(
+        [
+            ("timestamptz_ms", df["ts_ms"].to_numpy()),
+            ("float8", df["value"].to_numpy()),
+            ("int8", df["seq"].to_numpy()),
+            ("timestamptz_ms", df["received_at_ms"].to_numpy()),
+            ("int2", df["quality"].to_numpy()),
+        ],
+        [text_column(df[c]) for c in ("tenant", "device_id", "metric")],
+    )
+
+
+def _windows_buffer(df: pl.DataFrame) -> bytes:
+    floats = ("actual", "baseline", "delta", "factor", "avoided_co2e_kg", "coverage")
+    return encode_rows(
+        [("timestamptz_ms", df["bucket_start_ms"].to_numpy()), ("int4", df["width_s"].to_numpy())]
+        + [("float8", df[c].to_numpy()) for c in floats],
+        [
+            text_column(df[c])
+            for c in ("tenant", "device_id", "metric", "baseline_model_id", "factor_id")
+        ],
+    )
