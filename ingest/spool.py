@@ -154,8 +154,16 @@ class Spool:
         if self.depth == 0:
             self.bytes = 0
 
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Flush and close the open segment."""
+        """Flush and close the open segment (idempotent)."""
+        if self._writer.closed:
+            return
         self._writer.flush()
         self._sync_file()
         self._writer.close()

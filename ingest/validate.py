@@ -49,7 +49,7 @@ class Checked:
     record_index: npt.NDArray[np.int64]  # index of the source record inside its message
     device_id: npt.NDArray[np.object_]
     metric: npt.NDArray[np.object_]
-    ts_ms: npt.NDArray[np.int64]  # UTC ms (0 where refused as non-finite)
+    ts_ms: npt.NDArray[np.int64]  # UTC ms (0 where not finite or beyond int64)
     value: npt.NDArray[np.float64]  # canonical unit (as sent where refused)
     unit: npt.NDArray[np.object_]  # canonical unit ("" where refused)
     kind: npt.NDArray[np.object_]  # counter | gauge | delta ("" where refused)
@@ -89,7 +89,8 @@ def validate(
     device_ok = _per_distinct(device, lambda d: DEVICE_ID.match(d) is not None)
     metric_ok = _per_distinct(metric, lambda m: m in METRICS)
     scale, offset, unit_ok = _conversions(metric, unit)
-    converted = value * scale + offset
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = value * scale + offset
     now = np.asarray(received_at_ms, dtype=np.float64)[msg]
     finite = np.isfinite(value) & np.isfinite(ts) & np.isfinite(converted)
     with np.errstate(invalid="ignore"):
@@ -101,6 +102,10 @@ def validate(
         default="",
     ).astype(object)
     ok = reason == ""
+    with np.errstate(invalid="ignore"):
+        fits_int = (
+            np.abs(ts) < 2.0**62
+        )  # NaN compares False; the window check already bounds ok rows
     canonical_unit = _per_distinct_map(metric, lambda m: METRICS[m].unit if m in METRICS else "")
     kind = _per_distinct_map(metric, lambda m: METRICS[m].kind if m in METRICS else "")
     return Checked(
@@ -108,7 +113,7 @@ def validate(
         record_index=rec,
         device_id=device,
         metric=metric,
-        ts_ms=np.where(finite, np.rint(np.where(finite, ts, 0.0)), 0).astype(np.int64),
+        ts_ms=np.rint(np.where(fits_int, ts, 0.0)).astype(np.int64),
         value=np.where(ok, converted, value),
         unit=np.where(ok, canonical_unit, ""),
         kind=np.where(ok, kind, ""),
