@@ -56,22 +56,22 @@ def _peer(conn: Any, df: pl.DataFrame) -> float:
 
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     t0 = time.perf_counter()
-    with conn.transaction(), conn.cursor() as cur:
-        with cur.copy(f"COPY readings_peer ({_PEER_COLUMNS}) FROM STDIN (FORMAT binary)") as copy:
-            copy.set_types(_PEER_TYPES)
-            for ts, tenant, dev, met, val, seq, rec, q in df.iter_rows():
-                copy.write_row(
-                    (
-                        epoch + timedelta(milliseconds=ts),
-                        tenant,
-                        dev,
-                        met,
-                        val,
-                        seq,
-                        epoch + timedelta(milliseconds=rec),
-                        q,
-                    )
+    copy_sql = f"COPY readings_peer ({_PEER_COLUMNS}) FROM STDIN (FORMAT binary)"
+    with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as copy:
+        copy.set_types(_PEER_TYPES)
+        for ts, tenant, dev, met, val, seq, rec, q in df.iter_rows():
+            copy.write_row(
+                (
+                    epoch + timedelta(milliseconds=ts),
+                    tenant,
+                    dev,
+                    met,
+                    val,
+                    seq,
+                    epoch + timedelta(milliseconds=rec),
+                    q,
                 )
+            )
     return time.perf_counter() - t0
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from pilotstream.cli import EXIT_OK, add_settings_args, settings_from_args
-from pilotstream.settings import BaseSettings, setting
+from pilotstream.errors import SettingsError
+from pilotstream.settings import BaseSettings, env_name, setting
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,13 +33,14 @@ class DbSettings(BaseSettings):
         """Refuse a horizon under one day or a negative period."""
         super().validate()
         if self.retention_horizon_days < 1:
-            from pilotstream.settings import _refuse
-
             _refuse("retention_horizon_days", "must be at least 1 day")
         if self.retention_every_s < 0:
-            from pilotstream.settings import _refuse
-
             _refuse("retention_every_s", "must be 0 (run once) or a positive period")
+
+
+def _refuse(name: str, why: str) -> NoReturn:
+    msg = f"setting {name} ({env_name(name)}): {why}"
+    raise SettingsError(msg)
 
 
 def register(subparsers: Any) -> list[str]:

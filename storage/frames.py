@@ -73,7 +73,7 @@ def conform(
     df = data if isinstance(data, pl.DataFrame) else pl.DataFrame(dict(data))
     defaults = defaults or {}
     exprs = []
-    for col, dtype in schema.items():
+    for col in schema:
         if col in df.columns:
             exprs.append(pl.col(col))
         elif col in defaults:

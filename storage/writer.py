@@ -16,7 +16,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import polars as pl
 import psycopg
@@ -133,29 +133,18 @@ class Writer:
             StaleGeneration: a newer consumer owns one of the partitions (rolled back).
             StorageError: the database refused the batch, or stayed unreachable (``retriable``).
         """
-        rd = (
-            conform("readings", readings, READINGS, READINGS_DEFAULTS)
-            if readings is not None
-            else None
-        )
-        wn = None
-        if windows is not None:
-            wn = conform("windows", windows, WINDOWS).unique(
-                WINDOW_KEY, keep="last", maintain_order=True
-            )
-        rj = None
-        if rejections is not None:
-            rj = conform("rejections", rejections, REJECTIONS, REJECTIONS_DEFAULTS)
+        batch = _prepare(readings, windows, rejections)
         attempt = 0
         while True:
             attempt += 1
             try:
                 conn = await self._connection()
                 async with conn.transaction():
-                    result = await _write(
-                        conn, rd, wn, rj, offsets, group, generation, attempt, self._optimistic
+                    counts = await _write(conn, batch, self._optimistic)
+                    n_off = await commit_offsets(
+                        conn, group=group, generation=generation, offsets=offsets
                     )
-                return result
+                return CommitResult(**counts, offsets=n_off, attempts=attempt)
             except StaleGeneration:
                 raise
             except psycopg.Error as exc:
@@ -164,7 +153,7 @@ class Writer:
                     msg = f"writing the batch failed after {attempt} attempt(s): {exc}"
                     raise StorageError(msg, retriable=retriable) from exc
                 delay = min(self._max_backoff_s, self._backoff_s * 2 ** (attempt - 1))
-                delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not crypto)
+                delay *= random.uniform(0.5, 1.0)
                 log.warning(
                     "commit_retry", attempt=attempt, delay_s=round(delay, 3), error=str(exc)
                 )
@@ -198,58 +187,79 @@ class Writer:
         return conn
 
 
-async def _write(
-    conn: psycopg.AsyncConnection,
-    rd: pl.DataFrame | None,
-    wn: pl.DataFrame | None,
-    rj: pl.DataFrame | None,
-    offsets: Mapping[tuple[str, int], int],
-    group: str,
-    generation: int,
-    attempt: int,
-    optimistic: bool,
-) -> CommitResult:
-    new = dup = 0
-    if rd is not None and rd.height:
-        new = await _insert_readings(conn, _readings_buffer(rd), rd.height, optimistic)
-        dup = rd.height - new
-    w_new = w_rev = w_same = 0
-    changed = pl.DataFrame(
-        schema={
-            "device_id": pl.String,
-            "metric": pl.String,
-            "width_s": pl.Int32,
-            "bucket_start_ms": pl.Int64,
-            "revision": pl.Int32,
-        }
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A checked batch, encoded once (a retry sends the same bytes)."""
+
+    readings: bytes | None  # binary COPY payload
+    readings_rows: int
+    windows: bytes | None  # binary COPY payload, one row per window key
+    windows_rows: int
+    rejections: list[list[Any]] | None  # one list per INSERT_REJECTIONS parameter
+    rejections_rows: int
+
+
+def _prepare(
+    readings: Columnar | None, windows: Columnar | None, rejections: Columnar | None
+) -> _Batch:
+    rd = wn = rj = None
+    if readings is not None:
+        rd = conform("readings", readings, READINGS, READINGS_DEFAULTS)
+    if windows is not None:
+        wn = conform("windows", windows, WINDOWS)
+        wn = wn.unique(WINDOW_KEY, keep="last", maintain_order=True)
+    if rejections is not None:
+        rj = conform("rejections", rejections, REJECTIONS, REJECTIONS_DEFAULTS)
+    return _Batch(
+        readings=_readings_buffer(rd) if rd is not None and rd.height else None,
+        readings_rows=rd.height if rd is not None else 0,
+        windows=_windows_buffer(wn) if wn is not None and wn.height else None,
+        windows_rows=wn.height if wn is not None else 0,
+        rejections=[rj[c].to_list() for c in REJECTIONS] if rj is not None and rj.height else None,
+        rejections_rows=rj.height if rj is not None else 0,
     )
-    if wn is not None and wn.height:
+
+
+async def _write(conn: psycopg.AsyncConnection, batch: _Batch, optimistic: bool) -> dict[str, Any]:
+    """Readings, windows (+ daily rollup), rejections; the caller adds the offsets."""
+    new = 0
+    if batch.readings is not None:
+        new = await _insert_readings(conn, batch.readings, batch.readings_rows, optimistic)
+    changed = _EMPTY_CHANGED
+    inserted = 0
+    if batch.windows is not None:
         async with conn.cursor().copy(q.COPY_WINDOWS) as copy:
-            await copy.write(_windows_buffer(wn))
+            await copy.write(batch.windows)
         cur = await conn.execute(q.UPSERT_WINDOWS)
         rows = await cur.fetchall()
         if rows:
-            changed = pl.DataFrame([r[:5] for r in rows], schema=changed.schema, orient="row")
-            w_new = sum(1 for r in rows if r[5])
-            w_rev = len(rows) - w_new
+            changed = pl.DataFrame(
+                [r[:5] for r in rows], schema=_EMPTY_CHANGED.schema, orient="row"
+            )
             await conn.execute(q.ROLLUP_DAILY)
-        w_same = wn.height - len(rows)
-    n_rej = 0
-    if rj is not None and rj.height:
-        await conn.execute(q.INSERT_REJECTIONS, [rj[c].to_list() for c in REJECTIONS])
-        n_rej = rj.height
-    n_off = await commit_offsets(conn, group=group, generation=generation, offsets=offsets)
-    return CommitResult(
-        readings_new=new,
-        readings_duplicate=dup,
-        windows_new=w_new,
-        windows_revised=w_rev,
-        windows_unchanged=w_same,
-        rejections=n_rej,
-        offsets=n_off,
-        attempts=attempt,
-        windows_changed=changed,
-    )
+        inserted = sum(1 for r in rows if r[5])
+    if batch.rejections is not None:
+        await conn.execute(q.INSERT_REJECTIONS, batch.rejections)
+    return {
+        "readings_new": new,
+        "readings_duplicate": batch.readings_rows - new,
+        "windows_new": inserted,
+        "windows_revised": changed.height - inserted,
+        "windows_unchanged": batch.windows_rows - changed.height,
+        "rejections": batch.rejections_rows,
+        "windows_changed": changed,
+    }
+
+
+_EMPTY_CHANGED = pl.DataFrame(
+    schema={
+        "device_id": pl.String,
+        "metric": pl.String,
+        "width_s": pl.Int32,
+        "bucket_start_ms": pl.Int64,
+        "revision": pl.Int32,
+    }
+)
 
 
 async def _insert_readings(

@@ -22,8 +22,14 @@ def utc(*args: int) -> datetime:
 
 
 def readings(
-    *, tenant: str, device: str, start_ms: int, n: int, step_ms: int = MINUTE_MS,
-    metric: str = "power.active", value0: float = 0.0,
+    *,
+    tenant: str,
+    device: str,
+    start_ms: int,
+    n: int,
+    step_ms: int = MINUTE_MS,
+    metric: str = "power.active",
+    value0: float = 0.0,
 ) -> pl.DataFrame:
     """``n`` readings of one device and metric, ``step_ms`` apart, values value0, value0+1, ..."""
     ts = start_ms + np.arange(n, dtype=np.int64) * step_ms
@@ -42,8 +48,15 @@ def readings(
 
 
 def windows(
-    *, tenant: str, device: str, starts_ms: list[int], actual: list[float], baseline: list[float],
-    factor: float = 0.1, width_s: int = 3600, metric: str = "energy.active.import",
+    *,
+    tenant: str,
+    device: str,
+    starts_ms: list[int],
+    actual: list[float],
+    baseline: list[float],
+    factor: float = 0.1,
+    width_s: int = 3600,
+    metric: str = "energy.active.import",
 ) -> pl.DataFrame:
     """Window results with delta = baseline - actual and avoided = delta * factor."""
     a = np.asarray(actual, dtype=np.float64)

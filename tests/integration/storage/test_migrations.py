@@ -18,9 +18,7 @@ def test_migrate_from_empty_then_rerun_changes_nothing(pg_service: BaseSettings)
     dsn = create_temp_database(pg_service, migrate=False)
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            assert [m.label for m in migrate(conn, dry_run=True)] == [
-                m.label for m in available()
-            ]
+            assert [m.label for m in migrate(conn, dry_run=True)] == [m.label for m in available()]
             assert conn.execute("SELECT to_regclass('readings')").fetchone() == (None,)
             first = migrate(conn)
             assert [m.version for m in first] == [m.version for m in available()]
@@ -42,7 +40,8 @@ def test_migrate_from_empty_then_rerun_changes_nothing(pg_service: BaseSettings)
         assert (report.cities, report.pilots, report.factors) == (5, 10, 18)
         assert report.edition in ("apache", "timescale")
         again = setup_database(dsn)  # idempotent, including the seed and the roles
-        assert again.applied == [] and again.roles == report.roles
+        assert again.applied == []
+        assert again.roles == report.roles
         with psycopg.connect(dsn) as conn:
             counts = conn.execute(
                 "SELECT (SELECT count(*) FROM cities), (SELECT count(*) FROM pilots), "

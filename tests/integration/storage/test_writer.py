@@ -32,7 +32,9 @@ async def test_duplicate_readings_are_counted_and_ignored(
     gen = await _gen(aconn)
     batch = readings(tenant="paris-energy-1", device="m1", start_ms=T0, n=100)
     async with Writer(dsn=aconn.info.dsn + " password=" + _pw(aconn), optimistic=optimistic) as w:
-        first = await w.commit_batch(readings=batch, offsets={("t", 0): 100}, group="g", generation=gen)
+        first = await w.commit_batch(
+            readings=batch, offsets={("t", 0): 100}, group="g", generation=gen
+        )
         assert (first.readings_new, first.readings_duplicate) == (100, 0)
         # redelivery: 50 old readings (changed values must not overwrite) and 50 new ones
         again = pl.concat(
@@ -41,7 +43,9 @@ async def test_duplicate_readings_are_counted_and_ignored(
                 readings(tenant="paris-energy-1", device="m1", start_ms=T0 + 100 * 60_000, n=50),
             ]
         )
-        second = await w.commit_batch(readings=again, offsets={("t", 0): 150}, group="g", generation=gen)
+        second = await w.commit_batch(
+            readings=again, offsets={("t", 0): 150}, group="g", generation=gen
+        )
         assert (second.readings_new, second.readings_duplicate) == (50, 50)
         # a key twice in the same batch counts once
         twice = readings(tenant="paris-energy-1", device="m2", start_ms=T0, n=3)
@@ -57,28 +61,49 @@ async def test_duplicate_readings_are_counted_and_ignored(
     assert await load_offsets(aconn, "g", "t") == {0: 160}
 
 
-async def test_window_revision_moves_only_when_values_change(aconn: psycopg.AsyncConnection) -> None:
+async def test_window_revision_moves_only_when_values_change(
+    aconn: psycopg.AsyncConnection,
+) -> None:
     gen = await _gen(aconn)
     starts = [T0, T0 + HOUR_MS]
-    win = windows(tenant="paris-energy-1", device="m1", starts_ms=starts, actual=[1.0, 2.0],
-                  baseline=[3.0, 5.0])
+    win = windows(
+        tenant="paris-energy-1",
+        device="m1",
+        starts_ms=starts,
+        actual=[1.0, 2.0],
+        baseline=[3.0, 5.0],
+    )
     async with Writer(dsn=_dsn(aconn)) as w:
-        r1 = await w.commit_batch(readings=None, windows=win, offsets={("t", 0): 1}, group="g", generation=gen)
+        r1 = await w.commit_batch(
+            readings=None, windows=win, offsets={("t", 0): 1}, group="g", generation=gen
+        )
         assert (r1.windows_new, r1.windows_revised, r1.windows_unchanged) == (2, 0, 0)
         assert r1.windows_changed["revision"].to_list() == [1, 1]
         cur = await aconn.execute("SELECT max(updated_at) FROM window_results")
         (stamp1,) = await cur.fetchone()  # type: ignore[misc]
-        r2 = await w.commit_batch(readings=None, windows=win, offsets={("t", 0): 2}, group="g", generation=gen)
+        r2 = await w.commit_batch(
+            readings=None, windows=win, offsets={("t", 0): 2}, group="g", generation=gen
+        )
         assert (r2.windows_new, r2.windows_revised, r2.windows_unchanged) == (0, 0, 2)
         cur = await aconn.execute("SELECT max(updated_at), max(revision) FROM window_results")
         assert await cur.fetchone() == (stamp1, 1)
-        late = windows(tenant="paris-energy-1", device="m1", starts_ms=starts, actual=[1.0, 2.5],
-                       baseline=[3.0, 5.0])
-        r3 = await w.commit_batch(readings=None, windows=late, offsets={("t", 0): 3}, group="g", generation=gen)
+        late = windows(
+            tenant="paris-energy-1",
+            device="m1",
+            starts_ms=starts,
+            actual=[1.0, 2.5],
+            baseline=[3.0, 5.0],
+        )
+        r3 = await w.commit_batch(
+            readings=None, windows=late, offsets={("t", 0): 3}, group="g", generation=gen
+        )
         assert (r3.windows_new, r3.windows_revised, r3.windows_unchanged) == (0, 1, 1)
-        assert r3.windows_changed.select("bucket_start_ms", "revision").rows() == [(T0 + HOUR_MS, 2)]
+        assert r3.windows_changed.select("bucket_start_ms", "revision").rows() == [
+            (T0 + HOUR_MS, 2)
+        ]
     cur = await aconn.execute(
-        "SELECT revision, actual, updated_at > %s FROM window_results ORDER BY bucket_start", (stamp1,)
+        "SELECT revision, actual, updated_at > %s FROM window_results ORDER BY bucket_start",
+        (stamp1,),
     )
     assert await cur.fetchall() == [(1, 1.0, False), (2, 2.5, True)]
 
@@ -87,24 +112,46 @@ async def test_daily_rollup_uses_the_city_local_day(aconn: psycopg.AsyncConnecti
     gen = await _gen(aconn)
     # Helsinki is UTC+2 in March: 22:00 UTC on the 10th is midnight of the 11th locally.
     starts = [ms(utc(2026, 3, 10, 20, 0)), ms(utc(2026, 3, 10, 21, 0)), ms(utc(2026, 3, 10, 22, 0))]
-    win = windows(tenant="helsinki-energy-1", device="h1", starts_ms=starts, actual=[1, 1, 1],
-                  baseline=[2, 3, 4], factor=0.5)
+    win = windows(
+        tenant="helsinki-energy-1",
+        device="h1",
+        starts_ms=starts,
+        actual=[1, 1, 1],
+        baseline=[2, 3, 4],
+        factor=0.5,
+    )
     async with Writer(dsn=_dsn(aconn)) as w:
         await w.commit_batch(readings=None, windows=win, offsets={}, group="g", generation=gen)
-        cur = await aconn.execute("SELECT day, windows, delta, avoided_co2e_kg FROM results_daily ORDER BY day")
-        assert await cur.fetchall() == [(date(2026, 3, 10), 2, 3.0, 1.5), (date(2026, 3, 11), 1, 3.0, 1.5)]
+        cur = await aconn.execute(
+            "SELECT day, windows, delta, avoided_co2e_kg FROM results_daily ORDER BY day"
+        )
+        assert await cur.fetchall() == [
+            (date(2026, 3, 10), 2, 3.0, 1.5),
+            (date(2026, 3, 11), 1, 3.0, 1.5),
+        ]
         # a restated window updates its day's rollup
-        fix = win.slice(2, 1).with_columns(actual=pl.lit(4.0), delta=pl.lit(0.0), avoided_co2e_kg=pl.lit(0.0))
+        fix = win.slice(2, 1).with_columns(
+            actual=pl.lit(4.0), delta=pl.lit(0.0), avoided_co2e_kg=pl.lit(0.0)
+        )
         await w.commit_batch(readings=None, windows=fix, offsets={}, group="g", generation=gen)
-    cur = await aconn.execute("SELECT day, windows, delta, avoided_co2e_kg FROM results_daily ORDER BY day")
-    assert await cur.fetchall() == [(date(2026, 3, 10), 2, 3.0, 1.5), (date(2026, 3, 11), 1, 0.0, 0.0)]
+    cur = await aconn.execute(
+        "SELECT day, windows, delta, avoided_co2e_kg FROM results_daily ORDER BY day"
+    )
+    assert await cur.fetchall() == [
+        (date(2026, 3, 10), 2, 3.0, 1.5),
+        (date(2026, 3, 11), 1, 0.0, 0.0),
+    ]
 
 
 async def test_rejections_are_stored_with_their_bytes(aconn: psycopg.AsyncConnection) -> None:
     gen = await _gen(aconn)
-    rej = rejections(tenant="paris-energy-1", device="m1", reasons=["bad_json", "non_finite"], at_ms=T0)
+    rej = rejections(
+        tenant="paris-energy-1", device="m1", reasons=["bad_json", "non_finite"], at_ms=T0
+    )
     async with Writer(dsn=_dsn(aconn)) as w:
-        res = await w.commit_batch(readings=None, rejections=rej, offsets={("t", 1): 7}, group="g", generation=gen)
+        res = await w.commit_batch(
+            readings=None, rejections=rej, offsets={("t", 1): 7}, group="g", generation=gen
+        )
     assert (res.rejections, res.offsets) == (2, 1)
     cur = await aconn.execute("SELECT reason, payload, received_at FROM rejections ORDER BY reason")
     assert await cur.fetchall() == [
@@ -128,7 +175,10 @@ async def test_bad_values_are_refused_before_the_database(
     gen = await _gen(aconn)
     batch = readings(tenant="paris-energy-1", device="m1", start_ms=T0, n=5)
     batch = batch.with_columns(
-        pl.when(pl.int_range(pl.len()) == 3).then(pl.lit(bad)).otherwise(pl.col(column)).alias(column)
+        pl.when(pl.int_range(pl.len()) == 3)
+        .then(pl.lit(bad))
+        .otherwise(pl.col(column))
+        .alias(column)
     )
     async with Writer(dsn=_dsn(aconn)) as w:
         with pytest.raises(InvalidBatch, match=match):
