@@ -24,6 +24,10 @@ from processors.kernels.decode import READING_SCHEMA
 from processors.kernels.windows import WIDTHS_S, WINDOW_KEY, aggregate, bucket_start, empty_windows
 
 DEDUP_KEY = ["device_id", "metric", "ts_ms"]
+# without reference statistics from history, a stream cannot tell spikes: none are flagged
+_NO_REFERENCE = pl.DataFrame(
+    schema={"device_id": pl.String, "metric": pl.String, "median": pl.Float64, "iqr": pl.Float64}
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +60,8 @@ class EventTimeState:
         watermarks: (device_id, watermark_ms, last_seen_ms).
         intervals: (device_id, metric, interval_ms) expected steps; inferred once, then frozen.
         register_max: optional (device_id, metric, register_max) known register maxima.
-        reference: optional (device_id, metric, median, iqr) for spike detection.
+        reference: optional (device_id, metric, median, iqr) from history for spike detection
+            (without it no spikes are flagged: statistics of a batch depend on the batching).
     """
 
     buffer: pl.DataFrame = field(
@@ -167,10 +172,11 @@ def _emit_and_evict(
         state.buffer.drop("anchor"),
         intervals=state.intervals,
         register_max=state.register_max,
-        reference=state.reference,
+        reference=_NO_REFERENCE if state.reference is None else state.reference,
         params=params.clean,
     ).with_columns(anchor=state.buffer["anchor"])
     live = cleaned.filter(~pl.col("anchor"))
+    widest_ms = max(params.widths_s) * 1000
     wm = state.watermarks.select("device_id", "watermark_ms")
     current = pl.concat(
         [aggregate(live, w, min_coverage=params.min_coverage) for w in params.widths_s]
@@ -196,7 +202,8 @@ def _emit_and_evict(
         pl.concat([state.emitted.join(out, on=WINDOW_KEY, how="anti"), out])
         .join(wm, on="device_id", how="left")
         .filter(
-            pl.col("bucket_start_ms") + pl.col("width_s") * 1000 + params.allowed_lateness_ms
+            (pl.col("bucket_start_ms") // widest_ms) * widest_ms
+            + (widest_ms + params.allowed_lateness_ms)
             >= pl.col("watermark_ms")
         )
         .drop("watermark_ms")

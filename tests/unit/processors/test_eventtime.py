@@ -1,0 +1,165 @@
+"""Event time: closing, restating, refusing; the same readings in any batches give one pass's results."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from processors.kernels import EventTimeParams, EventTimeState, close_idle, step
+
+from .simdata import readings
+
+Q = 900_000
+H = 3_600_000
+E = "energy.active.import"
+NOW = 10**13
+PARAMS = EventTimeParams(allowed_lateness_ms=H)
+INTERVALS = pl.DataFrame(
+    {"device_id": ["a", "a", "b"], "metric": [E, "weather.temperature", E], "interval_ms": [Q] * 3}
+)
+
+
+def _counter(device: str, n: int, start: int = 0) -> pl.DataFrame:
+    return readings([(device, E, "counter", start + i * Q, float(2 * i)) for i in range(n)])
+
+
+def _run(batches: list[pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    state = EventTimeState(intervals=INTERVALS)
+    out, rejected = [], []
+    for b in batches:
+        r = step(state, b, now_ms=NOW, params=PARAMS)
+        state = r.state
+        out.append(r.windows)
+        rejected.append(r.rejected)
+    r = close_idle(state, now_ms=NOW, idle_ms=0, params=PARAMS)
+    out.append(r.windows)
+    return pl.concat(out), pl.concat(rejected)
+
+
+def _latest(windows: pl.DataFrame) -> pl.DataFrame:
+    key = ["width_s", "device_id", "metric", "bucket_start_ms"]
+    return windows.sort([*key, "revision"]).group_by(key, maintain_order=True).last().sort(key)
+
+
+def test_windows_close_only_when_the_watermark_passes() -> None:
+    r = step(EventTimeState(intervals=INTERVALS), _counter("a", 6), now_ms=NOW, params=PARAMS)
+    # watermark 1:15; the 15-min windows up to 1:00 closed (0:00 has no amount: first reading)
+    assert r.windows.filter(pl.col("width_s") == 900)["bucket_start_ms"].to_list() == [
+        0,
+        Q,
+        2 * Q,
+        3 * Q,
+    ]
+    assert r.windows.filter(pl.col("width_s") == 3600)["bucket_start_ms"].to_list() == [0]
+    assert (r.windows["revision"] == 1).all()
+    r2 = close_idle(r.state, now_ms=NOW, idle_ms=0, params=PARAMS)
+    assert r2.windows.filter(pl.col("width_s") == 900)["bucket_start_ms"].to_list() == [4 * Q]
+    assert r2.windows.filter(pl.col("width_s") == 3600)["bucket_start_ms"].to_list() == [H]
+
+
+def test_idle_close_waits_for_the_idle_time() -> None:
+    r = step(EventTimeState(intervals=INTERVALS), _counter("a", 3), now_ms=NOW, params=PARAMS)
+    assert close_idle(r.state, now_ms=NOW + 5_000, idle_ms=10_000, params=PARAMS).windows.is_empty()
+    idle = close_idle(r.state, now_ms=NOW + 20_000, idle_ms=10_000, params=PARAMS)
+    assert not idle.windows.is_empty()
+
+
+def test_late_reading_within_lateness_restates_with_next_revision() -> None:
+    first = _counter("a", 9).filter(pl.col("ts_ms") != 2 * Q)  # 0:30 arrives late
+    r = step(EventTimeState(intervals=INTERVALS), first, now_ms=NOW, params=PARAMS)
+    hour0 = r.windows.filter((pl.col("width_s") == 3600) & (pl.col("bucket_start_ms") == 0))
+    assert hour0["n_readings"].to_list() == [3]
+    assert hour0["revision"].to_list() == [1]
+    late = readings([("a", E, "counter", 2 * Q, 4.0)])
+    r2 = step(r.state, late, now_ms=NOW, params=PARAMS)
+    assert r2.rejected.is_empty()
+    restated = r2.windows.sort("width_s", "bucket_start_ms")
+    result = restated.select("width_s", "bucket_start_ms", "actual", "n_readings", "revision")
+    expected = pl.DataFrame(
+        {
+            "width_s": [900, 900, 3600],
+            "bucket_start_ms": [Q, 2 * Q, 0],
+            "actual": [2.0, 2.0, 8.0],
+            "n_readings": [1, 1, 4],
+            "revision": [1, 2, 2],  # 0:15 had no reading before: its first result
+        },
+        schema=result.schema,
+    )
+    assert_frame_equal(result, expected)
+
+
+def test_reading_beyond_lateness_is_rejected_too_late_never_dropped() -> None:
+    r = step(EventTimeState(intervals=INTERVALS), _counter("a", 20), now_ms=NOW, params=PARAMS)
+    late = readings([("a", E, "counter", 0 + 1, 0.5)])
+    r2 = step(r.state, late, now_ms=NOW, params=PARAMS)
+    assert r2.windows.is_empty()
+    assert r2.rejected["reason"].to_list() == ["too_late"]
+    assert r2.rejected["ts_ms"].to_list() == [1]
+
+
+def test_future_readings_are_rejected_and_duplicates_counted() -> None:
+    frame = pl.concat(
+        [
+            _counter("a", 3),
+            _counter("a", 2),
+            readings([("a", E, "counter", NOW + 10 * PARAMS.max_future_ms, 9.0)]),
+        ]
+    )
+    r = step(EventTimeState(intervals=INTERVALS), frame, now_ms=NOW, params=PARAMS)
+    assert r.duplicates == 2
+    assert r.rejected["reason"].to_list() == ["future_ts"]
+    again = step(r.state, _counter("a", 3), now_ms=NOW, params=PARAMS)
+    assert again.duplicates == 3
+
+
+def _device_stream(seed: int) -> list[pl.DataFrame]:
+    """Per-device, time-ordered readings of two devices (counter with a reset, a gauge)."""
+    rng = np.random.default_rng(seed)
+    n = 40
+    ts = np.arange(n) * Q + rng.integers(0, 2, n)  # some jitter
+    energy = np.cumsum(rng.uniform(0, 5, n))
+    energy[25:] -= energy[24]  # reset
+    temp = 10 + rng.normal(0, 1, n)
+    a = readings(
+        [("a", E, "counter", int(t), float(v)) for t, v in zip(ts, energy, strict=True)]
+        + [
+            ("a", "weather.temperature", "gauge", int(t), float(v))
+            for t, v in zip(ts, temp, strict=True)
+        ]
+    ).sort("ts_ms", "metric")
+    b = _counter("b", 30, start=5 * Q)
+    return [a, b]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 3),
+    cuts_a=st.lists(st.integers(1, 79), max_size=6, unique=True),
+    cuts_b=st.lists(st.integers(1, 29), max_size=4, unique=True),
+    order=st.randoms(use_true_random=False),
+)
+def test_stream_equals_batch(seed: int, cuts_a: list[int], cuts_b: list[int], order) -> None:  # noqa: ANN001
+    a, b = _device_stream(seed)
+    one_pass, _ = _run([pl.concat([a, b])])
+    pieces_a = _split(a, sorted(cuts_a))
+    pieces_b = _split(b, sorted(cuts_b))
+    # interleave the two devices' pieces at random, each device keeping its own order
+    batches = []
+    while pieces_a or pieces_b:
+        src = pieces_a if (pieces_a and (not pieces_b or order.random() < 0.5)) else pieces_b
+        batches.append(src.pop(0))
+        if order.random() < 0.3 and len(batches) >= 2:  # two partitions in one poll
+            batches[-2:] = [pl.concat(batches[-2:])]
+    streamed, rejected = _run(batches)
+    assert rejected.is_empty()
+    assert (one_pass["revision"] == 1).all()
+    assert_frame_equal(_latest(streamed), _latest(one_pass))
+    assert (streamed["revision"] == 1).all()  # in-order data never restates
+
+
+def _split(frame: pl.DataFrame, cuts: list[int]) -> list[pl.DataFrame]:
+    edges = [0, *cuts, frame.height]
+    return [frame.slice(s, e - s) for s, e in zip(edges[:-1], edges[1:], strict=True) if e > s]
