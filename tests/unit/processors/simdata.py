@@ -94,10 +94,10 @@ def building(
     return pl.concat(frames), avoided
 
 
-def provider(frame: pl.DataFrame):  # noqa: ANN201 - returns a HistoryProvider
+def provider(frame: pl.DataFrame):
     """A history provider over an in-memory frame."""
 
-    def history(ids, metric, start, end):  # noqa: ANN001, ANN202, ARG001
+    def history(ids, metric, start, end):
         return frame.filter(
             pl.col("device_id").is_in(list(ids))
             & (pl.col("ts_ms") >= start)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import polars as pl
 from hypothesis import HealthCheck, given, settings
@@ -141,7 +143,7 @@ def _device_stream(seed: int) -> list[pl.DataFrame]:
     cuts_b=st.lists(st.integers(1, 29), max_size=4, unique=True),
     order=st.randoms(use_true_random=False),
 )
-def test_stream_equals_batch(seed: int, cuts_a: list[int], cuts_b: list[int], order) -> None:  # noqa: ANN001
+def test_stream_equals_batch(seed: int, cuts_a: list[int], cuts_b: list[int], order) -> None:
     a, b = _device_stream(seed)
     one_pass, _ = _run([pl.concat([a, b])])
     pieces_a = _split(a, sorted(cuts_a))
@@ -162,4 +164,4 @@ def test_stream_equals_batch(seed: int, cuts_a: list[int], cuts_b: list[int], or
 
 def _split(frame: pl.DataFrame, cuts: list[int]) -> list[pl.DataFrame]:
     edges = [0, *cuts, frame.height]
-    return [frame.slice(s, e - s) for s, e in zip(edges[:-1], edges[1:], strict=True) if e > s]
+    return [frame.slice(s, e - s) for s, e in itertools.pairwise(edges) if e > s]
