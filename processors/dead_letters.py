@@ -116,12 +116,19 @@ async def run_dead_letter_sink(cfg: DeadLetterSinkConfig, stop: asyncio.Event) -
                 polled = await consumer.getmany(
                     timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_records
                 )
-                records = [rec for recs in polled.values() for rec in recs]
+                fresh = {
+                    tp: [r for r in recs if r.offset >= listener.floor.get(tp, 0)]
+                    for tp, recs in polled.items()
+                }
+                for tp, recs in polled.items():
+                    if recs and not fresh[tp]:  # a reset position replayed stored records
+                        consumer.seek(tp, listener.floor[tp])
+                records = [rec for recs in fresh.values() for rec in recs]
                 if not records:
                     continue
                 offsets = {
                     (tp.topic, tp.partition): recs[-1].offset + 1
-                    for tp, recs in polled.items()
+                    for tp, recs in fresh.items()
                     if recs
                 }
                 result = await writer.commit_batch(
