@@ -2,8 +2,9 @@
 
 Balance points are searched on the CalTRACK grid (30-90 F in 3 F steps, here in Celsius);
 candidates are intercept-only, HDD-only, CDD-only and HDD+CDD (no CDD for gas); a degree-day
-coefficient must be positive and significant (p < 0.1, normal approximation to the t statistic)
-and its balance point must leave at least ``min_dd_days`` days with non-zero degree days; the
+coefficient must be positive and significant (p < 0.1, normal approximation to the t statistic,
+Bonferroni-corrected for the number of balance points searched, so that searching the grid does
+not turn noise into a degree-day term) and its balance point must leave at least ``min_dd_days`` days with non-zero degree days; the
 candidate with the highest adjusted R2 wins. Every candidate of one form is fitted at once in
 closed form (centred normal equations), so the grid search is a few array operations.
 """
@@ -147,7 +148,8 @@ def select_candidate(y: np.ndarray, temp: np.ndarray, p: DailyParams) -> dict[st
     """Fit every candidate form and balance point; return the best qualifying one's parameters."""
     n = len(y)
     bps = np.asarray(p.balance_points_c)
-    z = NormalDist().inv_cdf(1 - p.significance / 2)
+    z1 = NormalDist().inv_cdf(1 - p.significance / 2 / len(bps))
+    z2 = NormalDist().inv_cdf(1 - p.significance / 2 / (len(bps) * (len(bps) + 1) / 2))
     yc = y - y.mean()
     syy = float(yc @ yc)
     hdd = np.maximum(bps[None, :] - temp[:, None], 0.0)  # n x B
@@ -175,7 +177,7 @@ def select_candidate(y: np.ndarray, temp: np.ndarray, p: DailyParams) -> dict[st
             beta = sxy / sxx
             sse = syy - beta * sxy
             se = np.sqrt(sse / (n - 2) / sxx)
-            good = enough & (sxx > 0) & (beta > 0) & (beta / se > z)
+            good = enough & (sxx > 0) & (beta > 0) & (beta / se > z1)
             adj = 1 - (sse / syy) * (n - 1) / (n - 2)
         if good.any():
             i = int(np.argmax(np.where(good, adj, -np.inf)))
@@ -192,7 +194,7 @@ def select_candidate(y: np.ndarray, temp: np.ndarray, p: DailyParams) -> dict[st
                 }
             )
     if p.fuel != "gas":
-        cands += _both(y, yc, syy, hdd, cdd, bps, p.min_dd_days, z)
+        cands += _both(y, yc, syy, hdd, cdd, bps, p.min_dd_days, z2)
     best = max(cands, key=lambda c: c["adj_r2"])
     return best
 
