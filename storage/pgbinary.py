@@ -5,17 +5,17 @@ Format (PostgreSQL docs, "COPY", binary format): an 11-byte signature, a 32-bit 
 followed by the value in network byte order; then a 16-bit -1 trailer. ``timestamptz`` is int64
 microseconds since 2000-01-01 UTC.
 
-Layout trick: fixed-width columns come first, so every row starts with the same-size block, built
-as one structured numpy array; text columns follow, dictionary-encoded (few distinct devices,
-metrics and tenants per batch). The buffer is then one gather over (row block, text, text, ...)
-segments: ``source[np.repeat(src - dst, length) + arange(total)]``.
+Layout trick: fixed-width columns come first, text columns last. A batch holds few distinct
+combinations of text values (device x metric), each encoded once; rows whose combination has the
+same encoded length share one packed structured numpy dtype (fixed fields + an ``S<len>`` field),
+so each such group is filled column by column and written with one ``tobytes()``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,10 @@ class TextColumn:
     codes: npt.NDArray[np.int64]  # per row: index into values
     values: Sequence[str]  # distinct strings
 
+    def slice(self, start: int, stop: int) -> TextColumn:
+        """Rows ``start:stop``, same dictionary."""
+        return TextColumn(self.codes[start:stop], self.values)
+
 
 def text_column(series: pl.Series) -> TextColumn:
     """Dictionary-encode a polars string column (order of first appearance)."""
@@ -57,52 +61,74 @@ def encode_rows(
 ) -> bytes:
     """The complete COPY ... (FORMAT binary) payload for the rows (fixed columns, then text ones).
 
-    ``timestamptz_ms`` columns take Unix milliseconds. No column may hold nulls.
+    ``timestamptz_ms`` columns take Unix milliseconds. No column may hold nulls. Rows come out
+    grouped by their encoded length (in input order within a group), which the database ignores.
     """
-    n = len(np.asarray(fixed[0][1])) if fixed else len(text[0].codes)
-    ncols = len(fixed) + len(text)
-    fields: list[tuple[str, str]] = [("n", ">i2")]
-    for k, (kind, _) in enumerate(fixed):
-        fields += [(f"l{k}", ">i4"), (f"v{k}", _DTYPES[kind])]
-    block = np.empty(n, dtype=np.dtype(fields))
-    block["n"] = ncols
-    for k, (kind, values) in enumerate(fixed):
-        arr = np.asarray(values)
+    return SIGNATURE + encode_body(fixed, text) + TRAILER
+
+
+def encode_body(
+    fixed: Sequence[tuple[FixedType, npt.ArrayLike]], text: Sequence[TextColumn]
+) -> bytes:
+    """The rows only (no signature, no trailer): a payload may be streamed in several bodies."""
+    arrays = [(kind, np.asarray(values)) for kind, values in fixed]
+    n = len(arrays[0][1]) if arrays else len(text[0].codes)
+    for k, (_, arr) in enumerate(arrays):
         if len(arr) != n:
             msg = f"column {k} has {len(arr)} values, expected {n}"
             raise ValueError(msg)
-        block[f"l{k}"] = np.dtype(_DTYPES[kind]).itemsize
-        if kind == "timestamptz_ms":
-            block[f"v{k}"] = (arr.astype(np.int64) - PG_EPOCH_MS) * 1000
-        else:
-            block[f"v{k}"] = arr
-    width = block.dtype.itemsize
-    if not text:
-        return SIGNATURE + block.tobytes() + TRAILER
-
-    # Source = row blocks, then every text column's encoded distinct values (length + UTF-8).
-    pieces = [block.view(np.uint8)]
-    seg_src = np.empty((n, 1 + len(text)), dtype=np.int64)
-    seg_len = np.empty((n, 1 + len(text)), dtype=np.int64)
-    seg_src[:, 0] = np.arange(n, dtype=np.int64) * width
-    seg_len[:, 0] = width
-    base = n * width
-    for j, col in enumerate(text, start=1):
+    for j, col in enumerate(text):
         if len(col.codes) != n:
             msg = f"text column {j} has {len(col.codes)} values, expected {n}"
             raise ValueError(msg)
-        encoded = [v.encode("utf-8") for v in col.values]
-        lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-        blob = b"".join(len(e).to_bytes(4, "big") + e for e in encoded)
-        starts = base + np.concatenate(([0], np.cumsum(lengths + 4)[:-1]))
-        seg_src[:, j] = starts[col.codes]
-        seg_len[:, j] = (lengths + 4)[col.codes]
-        pieces.append(np.frombuffer(blob, dtype=np.uint8))
-        base += len(blob)
-    source = np.concatenate(pieces)
-    src = seg_src.ravel()
-    length = seg_len.ravel()
-    dst = np.cumsum(length) - length
-    total = int(dst[-1] + length[-1]) if n else 0
-    index = np.repeat(src - dst, length) + np.arange(total, dtype=np.int64)
-    return SIGNATURE + source[index].tobytes() + TRAILER
+    fields: list[tuple[str, Any]] = [("n", ">i2")]
+    for k, (kind, _) in enumerate(arrays):
+        fields += [(f"l{k}", ">i4"), (f"v{k}", _DTYPES[kind])]
+    if not text:
+        return _fill(fields, arrays, len(fixed), np.arange(n)).tobytes()
+    combo, suffixes = _text_suffixes(text)
+    lengths = np.fromiter((len(b) for b in suffixes), dtype=np.int64, count=len(suffixes))
+    row_len = lengths[combo]
+    parts = []
+    for width in np.unique(row_len):
+        rows = np.flatnonzero(row_len == width)
+        block = _fill([*fields, ("s", f"S{width}")], arrays, len(fixed) + len(text), rows)
+        block["s"] = np.array(suffixes, dtype=f"S{width}")[combo[rows]]
+        parts.append(block.tobytes())
+    return b"".join(parts)
+
+
+def _fill(
+    fields: list[tuple[str, Any]],
+    arrays: list[tuple[str, npt.NDArray[Any]]],
+    ncols: int,
+    rows: npt.NDArray[np.int64],
+) -> npt.NDArray[Any]:
+    """Rows ``rows`` as one packed structured array: field count, then (length, value) per column."""
+    block = np.empty(len(rows), dtype=np.dtype(fields))
+    block["n"] = ncols
+    for k, (kind, arr) in enumerate(arrays):
+        block[f"l{k}"] = np.dtype(_DTYPES[kind]).itemsize
+        values = arr[rows]
+        if kind == "timestamptz_ms":
+            block[f"v{k}"] = (values.astype(np.int64) - PG_EPOCH_MS) * 1000
+        else:
+            block[f"v{k}"] = values
+    return block
+
+
+def _text_suffixes(text: Sequence[TextColumn]) -> tuple[npt.NDArray[np.int64], list[bytes]]:
+    """Per row, the index of its combination of text values; per combination, its encoded bytes
+    (length + UTF-8 for each text column). A batch holds few combinations (device x metric)."""
+    key = np.zeros(len(text[0].codes), dtype=np.int64)
+    for col in text:  # mixed radix, densified at each step so it cannot overflow
+        _, key = np.unique(key * max(len(col.values), 1) + col.codes, return_inverse=True)
+    _, first, combo = np.unique(key, return_index=True, return_inverse=True)
+    encoded = [
+        [len(b).to_bytes(4, "big") + b for b in (v.encode() for v in col.values)] for col in text
+    ]
+    suffixes = [
+        b"".join(enc[code] for enc, code in zip(encoded, codes, strict=True))
+        for codes in zip(*(col.codes[first].tolist() for col in text), strict=True)
+    ]
+    return combo.astype(np.int64), suffixes

@@ -35,7 +35,14 @@ from storage.frames import (
     conform,
 )
 from storage.offsets import commit_offsets
-from storage.pgbinary import encode_rows, text_column
+from storage.pgbinary import (
+    SIGNATURE,
+    TRAILER,
+    FixedType,
+    encode_body,
+    encode_rows,
+    text_column,
+)
 
 log = get_logger(__name__)
 
@@ -191,7 +198,7 @@ class Writer:
 class _Batch:
     """A checked batch, encoded once (a retry sends the same bytes)."""
 
-    readings: bytes | None  # binary COPY payload
+    readings: _CopyPayload | None
     readings_rows: int
     windows: bytes | None  # binary COPY payload, one row per window key
     windows_rows: int
@@ -211,7 +218,7 @@ def _prepare(
     if rejections is not None:
         rj = conform("rejections", rejections, REJECTIONS, REJECTIONS_DEFAULTS)
     return _Batch(
-        readings=_readings_buffer(rd) if rd is not None and rd.height else None,
+        readings=_CopyPayload(rd) if rd is not None and rd.height else None,
         readings_rows=rd.height if rd is not None else 0,
         windows=_windows_buffer(wn) if wn is not None and wn.height else None,
         windows_rows=wn.height if wn is not None else 0,
@@ -224,7 +231,7 @@ async def _write(conn: psycopg.AsyncConnection, batch: _Batch, optimistic: bool)
     """Readings, windows (+ daily rollup), rejections; the caller adds the offsets."""
     new = 0
     if batch.readings is not None:
-        new = await _insert_readings(conn, batch.readings, batch.readings_rows, optimistic)
+        new = await _insert_readings(conn, batch.readings, optimistic)
     changed = _EMPTY_CHANGED
     inserted = 0
     if batch.windows is not None:
@@ -263,41 +270,63 @@ _EMPTY_CHANGED = pl.DataFrame(
 
 
 async def _insert_readings(
-    conn: psycopg.AsyncConnection, buffer: bytes, rows: int, optimistic: bool
+    conn: psycopg.AsyncConnection, payload: _CopyPayload, optimistic: bool
 ) -> int:
-    """Readings (a binary COPY buffer) -> hypertable, duplicates skipped; returns how many were new.
+    """Readings -> hypertable, duplicates skipped; returns how many were new.
 
     Optimistic path (default): COPY straight into the hypertable inside a savepoint. With no
     duplicate, the common case, that is all, and it costs about half of staging plus
     ``INSERT ... ON CONFLICT DO NOTHING``, whose speculative insertion probes the unique index for
     every row. A unique violation (redelivered readings, a twice-sent key, a concurrent writer)
-    rolls back the savepoint only; the same buffer then goes to the temporary stage table and from
+    rolls back the savepoint only; the same bytes then go to the temporary stage table and from
     there ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` keeps the new rows.
     """
     if optimistic:
         try:
             async with conn.transaction(), conn.cursor().copy(q.COPY_READINGS_DIRECT) as copy:
-                await copy.write(buffer)
-            return rows
+                await payload.stream(copy)
+            return payload.rows
         except psycopg.errors.UniqueViolation:
             pass
     async with conn.cursor().copy(q.COPY_READINGS) as copy:
-        await copy.write(buffer)
+        await payload.stream(copy)
     cur = await conn.execute(q.INSERT_READINGS)
     return cur.rowcount
 
 
-def _readings_buffer(df: pl.DataFrame) -> bytes:
-    return encode_rows(
-        [
+class _CopyPayload:
+    """Readings as a binary COPY stream, encoded chunk by chunk while the server ingests the
+    previous chunk (client and server work overlap); chunks are kept for a retry or fallback."""
+
+    CHUNK_ROWS = 2_500
+
+    def __init__(self, df: pl.DataFrame):
+        self.rows = df.height
+        self._fixed: list[tuple[FixedType, Any]] = [
             ("timestamptz_ms", df["ts_ms"].to_numpy()),
             ("float8", df["value"].to_numpy()),
             ("int8", df["seq"].to_numpy()),
             ("timestamptz_ms", df["received_at_ms"].to_numpy()),
             ("int2", df["quality"].to_numpy()),
-        ],
-        [text_column(df[c]) for c in ("tenant", "device_id", "metric")],
-    )
+        ]
+        self._text = [text_column(df[c]) for c in ("tenant", "device_id", "metric")]
+        self._chunks: list[bytes] = []
+
+    def _encode(self, start: int) -> bytes:
+        stop = min(start + self.CHUNK_ROWS, self.rows)
+        return encode_body(
+            [(kind, values[start:stop]) for kind, values in self._fixed],
+            [col.slice(start, stop) for col in self._text],
+        )
+
+    async def stream(self, copy: psycopg.AsyncCopy) -> None:
+        """Write signature, rows and trailer to an open ``COPY ... FROM STDIN (FORMAT binary)``."""
+        await copy.write(SIGNATURE)
+        for i, start in enumerate(range(0, self.rows, self.CHUNK_ROWS)):
+            if i == len(self._chunks):
+                self._chunks.append(self._encode(start))
+            await copy.write(self._chunks[i])
+        await copy.write(TRAILER)
 
 
 def _windows_buffer(df: pl.DataFrame) -> bytes:

@@ -195,3 +195,18 @@ def _pw(conn: psycopg.AsyncConnection) -> str:
 def _dsn(conn: psycopg.AsyncConnection) -> str:
     """The DSN of an open connection, with its password (info.dsn leaves it out)."""
     return f"{conn.info.dsn} password={_pw(conn)}"
+
+
+async def test_multi_chunk_batch_with_redelivery(aconn: psycopg.AsyncConnection) -> None:
+    """Batches larger than one streamed chunk, and the fallback reusing the encoded chunks."""
+    gen = await _gen(aconn)
+    batch = readings(tenant="paris-energy-1", device="big", start_ms=T0, n=6_000, step_ms=1_000)
+    more = readings(tenant="paris-energy-1", device="big", start_ms=T0 + 6_000_000, n=10)
+    async with Writer(dsn=_dsn(aconn)) as w:
+        first = await w.commit_batch(readings=batch, offsets={}, group="g", generation=gen)
+        again = await w.commit_batch(
+            readings=pl.concat([batch, more]), offsets={}, group="g", generation=gen
+        )
+    assert (first.readings_new, again.readings_new, again.readings_duplicate) == (6_000, 10, 6_000)
+    cur = await aconn.execute("SELECT count(*), sum(seq) FROM readings WHERE device_id = 'big'")
+    assert await cur.fetchone() == (6_010, sum(range(6_000)) + sum(range(10)))
