@@ -1,0 +1,235 @@
+"""``python -m bench pipeline``: the whole pipeline on this machine, every service running on it.
+
+Publishers send SenML packs of 10 readings at fixed rates, stepping up, each step held long enough
+to be stable; a step is *sustained* when the processors' lag (Kafka end offsets minus the offsets
+stored with the results) is back under one second of traffic shortly after the step ends.
+End-to-end latency is measured at half the sustained maximum with probe readings whose event time
+is their publish time: latency = when the row is first visible in TimescaleDB (polled every 25 ms)
+minus the publish time. ``lost`` counts readings sent but neither stored nor rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import psycopg
+
+from bench.summary import progress, summary
+from deploy.local.pipeline import LocalPipeline, PipelineRun, lag, prepare, wait_until
+from pilotstream.settings import BaseSettings
+
+PACK = 10  # readings per SenML pack
+TENANTS = ("paris-energy-1", "amsterdam-energy-1")  # one publisher process each
+
+
+def _publisher(
+    tenant: str, rate: float, seconds: float, base_s: int, devices: int, out: Any
+) -> None:
+    """Publish SenML packs at ``rate`` msgs/s for ``seconds``; report (sent, elapsed)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    settings = BaseSettings.load()
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{tenant}", protocol=mqtt.MQTTv5
+    )
+    c.username_pw_set(tenant, settings.mqtt_pilot_password)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.connect(settings.mqtt_host, settings.mqtt_port)
+    c.loop_start()
+    n = int(rate * seconds)
+    t0 = time.monotonic()
+    infos = []
+    for i in range(n):
+        dev, k = i % devices, i // devices
+        bt = base_s + k * PACK
+        pack = [
+            {
+                "bn": f"urn:dev:b{dev}:",
+                "bt": bt,
+                "bu": "kW",
+                "n": "power.active",
+                "v": 1.0 + dev % 7,
+            }
+        ]
+        pack += [{"n": "power.active", "t": j, "v": 1.0 + (dev + j) % 7} for j in range(1, PACK)]
+        infos.append(c.publish(f"pilots/{tenant}/senml/b{dev}", json.dumps(pack), qos=1))
+        ahead = (i + 1) / rate - (time.monotonic() - t0)
+        if ahead > 0:
+            time.sleep(ahead)
+    for info in infos:
+        info.wait_for_publish(60)
+    elapsed = time.monotonic() - t0
+    c.disconnect()
+    c.loop_stop()
+    out.put((n, elapsed))
+
+
+def _probe(seconds: float, every_s: float, out: Any) -> None:
+    """One reading every ``every_s`` with event time = publish time; report the publish times."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    settings = BaseSettings.load()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-probe", protocol=mqtt.MQTTv5)
+    c.username_pw_set("tallinn-energy-1", settings.mqtt_pilot_password)
+    c.connect(settings.mqtt_host, settings.mqtt_port)
+    c.loop_start()
+    sent = []
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end:
+        ts_ms = int(time.time() * 1000)
+        body = {
+            "readings": [{"metric": "power.active", "ts_ms": ts_ms, "value": 1.0, "unit": "kW"}]
+        }
+        c.publish("pilots/tallinn-energy-1/json/probe", json.dumps(body), qos=1).wait_for_publish(
+            10
+        )
+        sent.append(ts_ms)
+        time.sleep(every_s)
+    c.disconnect()
+    c.loop_stop()
+    out.put(sent)
+
+
+def _watch_probe(dsn: str, seconds: float) -> dict[int, float]:
+    """Poll the probe's rows; first time (epoch ms) each event time was visible."""
+    seen: dict[int, float] = {}
+    last = 0
+    t_end = time.monotonic() + seconds
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < t_end:
+            rows = conn.execute(
+                "SELECT (extract(epoch FROM ts) * 1000)::bigint FROM readings "
+                "WHERE device_id = 'probe' AND ts > to_timestamp(%s / 1000.0)",
+                (last,),
+            ).fetchall()
+            now = time.time() * 1000
+            for (ts,) in rows:
+                seen.setdefault(int(ts), now)
+                last = max(last, int(ts))
+            time.sleep(0.025)
+    return seen
+
+
+def _step(
+    pipe: LocalPipeline, settings: BaseSettings, rate: float, seconds: float, base_s: int
+) -> dict[str, Any]:
+    """Publish at ``rate`` msgs/s (split over the publishers) and report whether the lag recovered."""
+    q: Any = mp.Queue()
+    procs = [
+        mp.Process(
+            target=_publisher, args=(t, rate / len(TENANTS), seconds, base_s + 100_000 * i, 2000, q)
+        )
+        for i, t in enumerate(TENANTS)
+    ]
+    for p in procs:
+        p.start()
+    cpu = _sample_cpu(pipe, seconds)
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    sent = sum(n for n, _ in results)
+    achieved = sent / max(e for _, e in results)
+    recovered = wait_until(
+        lambda: asyncio.run(lag(settings, pipe.run))[0] < max(rate, 1), timeout_s=10
+    )
+    return {"rate_msgs_per_s": rate, "achieved_msgs_per_s": round(achieved), "sent": sent,
+            "sustained": recovered and achieved >= 0.9 * rate, **cpu}  # fmt: skip
+
+
+def _sample_cpu(pipe: LocalPipeline, seconds: float) -> dict[str, Any]:
+    procs = {c.name: psutil.Process(c.proc.pid) for c in pipe.children}
+    for p in procs.values():
+        p.cpu_percent(None)
+    time.sleep(max(0.5, seconds * 0.8))
+    return {
+        "cpu_percent": {n: round(p.cpu_percent(None)) for n, p in procs.items()},
+        "rss_mb": {n: round(p.memory_info().rss / 2**20) for n, p in procs.items()},
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    settings = BaseSettings.load()
+    run_ = PipelineRun.named("bench-pipeline", metrics_port=19310)
+    rates = [500.0] if quick else [1000.0, 2500.0, 5000.0, 7500.0, 10000.0]
+    hold_s = 4.0 if quick else 20.0
+    prepare(settings, run_, progress)
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    base_s = int(time.time()) - 6 * 3600  # event times in the last hours, inside every horizon
+    steps = []
+    with LocalPipeline(settings, run_, log_dir) as pipe:
+        pipe.start_gateway()
+        for n in range(2):
+            pipe.start_processor(n)
+        pipe.start_dead_letter_sink()
+        time.sleep(5)  # group join and partition claims
+        for i, rate in enumerate(rates):
+            progress(f"step {rate:.0f} msgs/s ({rate * PACK:.0f} readings/s) for {hold_s:.0f} s")
+            step = _step(pipe, settings, rate, hold_s, base_s + i * 10_000_000)
+            progress(f"  -> {step}")
+            steps.append(step)
+            if not step["sustained"]:
+                break
+        sustained = max((s["rate_msgs_per_s"] for s in steps if s["sustained"]), default=0.0)
+        half = max(sustained / 2, 100.0)
+        progress(f"latency at {half:.0f} msgs/s (half the sustained maximum)")
+        q: Any = mp.Queue()
+        probe = mp.Process(target=_probe, args=(hold_s, 0.1, q))
+        load = mp.Process(target=_step_load, args=(half, hold_s, base_s + 90_000_000))
+        probe.start()
+        load.start()
+        seen = _watch_probe(run_.dsn(settings), hold_s + 8)
+        sent_probe = q.get()
+        probe.join()
+        load.join()
+        wait_until(lambda: sum(asyncio.run(lag(settings, run_))) == 0, timeout_s=60)
+        time.sleep(2)
+        total_sent = (
+            sum(s["sent"] for s in steps) * PACK + int(half * hold_s) * PACK + len(sent_probe)
+        )
+        with psycopg.connect(run_.dsn(settings)) as conn:
+            stored = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+            rejected = conn.execute("SELECT count(*) FROM rejections").fetchone()[0]
+    lat = np.array([seen[t] - t for t in sent_probe if t in seen])
+    missing_probe = sum(1 for t in sent_probe if t not in seen)
+    pct = (lambda q: round(float(np.percentile(lat, q)), 1)) if lat.size else (lambda q: None)
+    last = steps[-1]
+    results = {
+        "readings_per_s": sustained * PACK,
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+        "max_ms": round(float(lat.max()), 1) if lat.size else None,
+        "lost": int(total_sent - stored - rejected),
+        "probe_readings_not_seen": missing_probe,
+        "stored": int(stored),
+        "rejected": int(rejected),
+        "cpu_percent_last_step": last["cpu_percent"],
+        "rss_mb_last_step": last["rss_mb"],
+        "steps": steps,
+    }
+    params = {"pack": PACK, "rates_msgs_per_s": rates, "hold_s": hold_s, "gateways": 1, "processors": 2,
+              "latency_rate_msgs_per_s": half, "quick": quick}  # fmt: skip
+    return summary("pipeline", params, results)
+
+
+def _step_load(rate: float, seconds: float, base_s: int) -> None:
+    q: Any = mp.Queue()
+    procs = [mp.Process(target=_publisher, args=(t, rate / len(TENANTS), seconds, base_s + 100_000 * i, 2000, q))
+             for i, t in enumerate(TENANTS)]  # fmt: skip
+    for p in procs:
+        p.start()
+    for _ in procs:
+        q.get()
+    for p in procs:
+        p.join()
