@@ -102,9 +102,11 @@ class FactorTable:
             Columns ``factor`` (kgCO2e per unit, null for an unknown scope), ``factor_id`` and
             ``exact`` (False when an earlier-than-known time fell back to the earliest factor).
         """
-        q = pl.DataFrame(
+        queries = pl.DataFrame(
             {"scope": pl.Series(scope, dtype=pl.String), "ts_ms": pl.Series(ts_ms, dtype=pl.Int64)}
-        ).with_row_index("i")
+        )
+        # windows of many devices share (scope, time): look each pair up once
+        q = queries.unique(maintain_order=False).with_row_index("i")
         q_sorted = q.sort("ts_ms")
         picks = []
         for tier in (1, 0):
@@ -131,12 +133,13 @@ class FactorTable:
             .first()
             .select("scope", v_first="value", id_first="factor_id")
         )
-        out = (
+        found = (
             q.join(picks[0], on="i", how="left")
             .join(picks[1], on="i", how="left")
             .join(earliest, on="scope", how="left")
-            .sort("i")
+            .drop("i")
         )
+        out = queries.join(found, on=["scope", "ts_ms"], how="left", maintain_order="left")
         return out.select(
             factor=pl.coalesce("v1", "v0", "v_first"),
             factor_id=pl.coalesce("id1", "id0", "id_first"),

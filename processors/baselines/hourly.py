@@ -55,6 +55,11 @@ def local_calendar(ts_ms: pl.Expr | str, tz: str) -> list[pl.Expr]:
     ]
 
 
+def calendar_of(ts_ms: pl.Series, tz: str) -> pl.DataFrame:
+    """``ts_ms, month, tow`` for the distinct timestamps of a column (a few per window batch)."""
+    return pl.DataFrame({"ts_ms": ts_ms.unique()}).with_columns(local_calendar("ts_ms", tz))
+
+
 def segments(temperature: np.ndarray) -> np.ndarray:
     """Piecewise temperature components (n x 7) that sum to the temperature."""
     t = np.asarray(temperature, dtype=np.float64)
@@ -154,9 +159,8 @@ def predict_hourly(models: list[FittedModel], frame: pl.DataFrame, *, tz: str) -
         },
         schema_overrides={"device_id": pl.String, "baseline_model_id": pl.String},
     )
-    rows = frame.join(index, on="device_id", how="left", maintain_order="left").with_columns(
-        local_calendar("ts_ms", tz)
-    )
+    rows = frame.join(index, on="device_id", how="left", maintain_order="left")
+    rows = rows.join(calendar_of(rows["ts_ms"], tz), on="ts_ms", how="left", maintain_order="left")
     alpha, beta, occ = _stack(models)
     known = rows["_m"].is_not_null().to_numpy()
     mi = rows["_m"].fill_null(0).to_numpy()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from processors.baselines.hourly import N_TOW, local_calendar
+from processors.baselines.hourly import N_TOW, calendar_of, local_calendar
 from processors.baselines.metrics import grouped_fit_metrics
 from processors.baselines.model import FittedModel
 
@@ -98,9 +98,8 @@ def predict_tow(models: list[FittedModel], frame: pl.DataFrame, *, tz: str) -> p
         schema_overrides={"device_id": pl.String, "baseline_model_id": pl.String},
     )
     means = np.array([m.params["means"] for m in models], dtype=np.float64).reshape(-1, N_TOW)
-    rows = frame.join(index, on="device_id", how="left", maintain_order="left").with_columns(
-        local_calendar("ts_ms", tz)
-    )
+    rows = frame.join(index, on="device_id", how="left", maintain_order="left")
+    rows = rows.join(calendar_of(rows["ts_ms"], tz), on="ts_ms", how="left", maintain_order="left")
     known = rows["_m"].is_not_null().to_numpy()
     hourly = means[rows["_m"].fill_null(0).to_numpy(), rows["tow"].to_numpy()] if len(means) else 0
     width = rows["width_s"].to_numpy() if "width_s" in rows.columns else 3600

@@ -157,10 +157,15 @@ def clean(
 
 
 def _with_intervals(frame: pl.DataFrame, intervals: pl.DataFrame | None) -> pl.DataFrame:
-    inferred = infer_intervals(frame)
-    if intervals is not None:
+    if intervals is None:
+        inferred = infer_intervals(frame)
+    else:
         given = intervals.select([*KEY, "interval_ms"]).cast({"interval_ms": pl.Int64})
-        inferred = pl.concat([given, inferred.join(given, on=KEY, how="anti")])
+        unknown = frame.select(KEY).join(given, on=KEY, how="anti")
+        inferred = given
+        if unknown.height:  # infer only the keys the caller did not give
+            rest = infer_intervals(frame.join(unknown.unique(), on=KEY, how="semi"))
+            inferred = pl.concat([given, rest])
     if "interval_ms" in frame.columns:
         frame = frame.drop("interval_ms")
     return frame.join(inferred, on=KEY, how="left", maintain_order="left")

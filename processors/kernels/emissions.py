@@ -105,11 +105,9 @@ def window_factors(
         schema={"metric": pl.String, "scope": pl.String, "weight": pl.Float64},
         orient="row",
     )
-    exploded = (
-        windows.select("metric", "bucket_start_ms")
-        .with_row_index("_w")
-        .join(terms, on="metric", how="inner")
-    )
+    # windows of many devices share (metric, start): compute each pair once
+    keys = windows.select("metric", "bucket_start_ms").unique()
+    exploded = keys.with_row_index("_w").join(terms, on="metric", how="inner")
     found = factors.lookup(exploded["scope"], exploded["bucket_start_ms"].to_numpy())
     per_term = pl.concat([exploded, found], how="horizontal")
     summed = per_term.group_by("_w").agg(
@@ -119,10 +117,10 @@ def window_factors(
         .then(pl.col("factor_id").first())
         .otherwise(pl.format("{}*{}", "factor_id", pl.col("weight").round(4)).str.join("+")),
     )
+    per_key = keys.with_row_index("_w").join(summed, on="_w", how="left").drop("_w")
     return (
-        pl.DataFrame({"_w": pl.int_range(windows.height, dtype=pl.UInt32, eager=True)})
-        .join(summed, on="_w", how="left")
-        .sort("_w")
+        windows.select("metric", "bucket_start_ms")
+        .join(per_key, on=["metric", "bucket_start_ms"], how="left", maintain_order="left")
         .select(
             factor=pl.when(pl.col("complete")).then(pl.col("factor")),
             factor_id=pl.col("factor_id").fill_null(""),

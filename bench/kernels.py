@@ -1,0 +1,133 @@
+"""Kernels alone: readings/s through the full kernel chain with 10,000 devices.
+
+Chain per poll: ``decode_batches`` (ReadingBatch values -> columns) -> ``step`` (dedup, counter
+consumption, quality flags, 15-min and hourly windows, watermarks, restatements) ->
+``predict_windows`` (time-of-week baselines) -> ``emission_deltas`` (factors, deltas, kgCO2e).
+Each poll carries every device's next readings (15-minute energy registers), as a Kafka poll of
+the readings topic would after decoding. Target: >= 2,000,000 readings/s.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from bench.summary import progress, rss_mb, summary
+from pilotstream.contracts import ReadingBatch
+
+QUARTER_MS = 900_000
+T0 = 1_704_067_200_000  # 2024-01-01T00:00Z
+METRIC = "energy.active.import"
+
+
+def _polls(devices: int, polls: int, per_poll: int, seed: int = 7) -> list[list[ReadingBatch]]:
+    rng = np.random.default_rng(seed)
+    steps = rng.uniform(0.0, 2.0, size=(devices, polls * per_poll))
+    registers = np.cumsum(steps, axis=1) + rng.uniform(0, 5e4, size=(devices, 1))
+    ids = [f"dev-{i:05d}" for i in range(devices)]
+    out = []
+    for p in range(polls):
+        cols = slice(p * per_poll, (p + 1) * per_poll)
+        ts = [T0 + (p * per_poll + k) * QUARTER_MS for k in range(per_poll)]
+        out.append(
+            [
+                ReadingBatch(
+                    tenant="paris-energy-1",
+                    city="paris",
+                    device_id=ids[d],
+                    gateway_id="g",
+                    received_at_ms=ts[-1],
+                    metric=[METRIC] * per_poll,
+                    ts_ms=ts,
+                    value=registers[d, cols].tolist(),
+                    unit=["kWh"] * per_poll,
+                    kind=["counter"] * per_poll,
+                    seq=list(range(per_poll)),
+                )
+                for d in range(devices)
+            ]
+        )
+    return out
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Run the benchmark; ``quick`` uses fewer polls."""
+    from pilotstream.registry import load_registry
+    from processors.baselines import FittedModel, predict_windows
+    from processors.factors import load_factors
+    from processors.kernels import (
+        EventTimeParams,
+        EventTimeState,
+        decode_batches,
+        emission_deltas,
+        pilot_rules,
+        step,
+    )
+
+    devices = 10_000
+    polls = 4 if quick else 12
+    per_poll = 8  # readings per device per poll (two hours of 15-minute registers)
+    progress(f"building {polls} polls of {devices} devices x {per_poll} readings")
+    data = _polls(devices, polls + 1, per_poll)
+    reg = load_registry()
+    pilot = reg.pilots["paris-energy-1"]
+    rules = pilot_rules(pilot, reg.cities[pilot.city])
+    factors = load_factors()
+    params = EventTimeParams()
+    ids = [b.device_id for b in data[0]]
+    models = [
+        FittedModel(
+            method="tow",
+            device_id=d,
+            metric=METRIC,
+            period_start_ms=0,
+            period_end_ms=T0,
+            params={"means": [0.5] * 168},
+            metrics=None,
+            sufficient=True,
+        )
+        for d in ids
+    ]
+    intervals = pl.DataFrame(
+        {"device_id": ids, "metric": [METRIC] * devices, "interval_ms": [QUARTER_MS] * devices}
+    )
+    state = EventTimeState(intervals=intervals)
+
+    def chain(batches: list[ReadingBatch], state: EventTimeState) -> tuple[EventTimeState, int]:
+        frame = decode_batches(batches)
+        result = step(state, frame, now_ms=frame["ts_ms"].max() + 1, params=params)  # type: ignore[operator]
+        windows = predict_windows(models, result.windows, tz="Europe/Paris")
+        deltas = emission_deltas(windows, rules=rules, factors=factors)
+        return result.state, deltas.height
+
+    state, _ = chain(data[0], state)  # warm-up: first poll has no predecessors yet
+    readings = windows = 0
+    started = time.perf_counter()
+    for batches in data[1:]:
+        state, n_windows = chain(batches, state)
+        readings += sum(len(b) for b in batches)
+        windows += n_windows
+    seconds = time.perf_counter() - started
+    rate = readings / seconds
+    progress(f"{readings} readings, {windows} window results in {seconds:.2f} s")
+    return summary(
+        "kernels",
+        {
+            "devices": devices,
+            "polls": polls,
+            "readings_per_device_per_poll": per_poll,
+            "widths_s": list(params.widths_s),
+            "quick": quick,
+        },
+        {
+            "readings_per_s": round(rate),
+            "readings": readings,
+            "window_results": windows,
+            "seconds": round(seconds, 3),
+            "rss_mb": rss_mb(),
+            "target_readings_per_s": 2_000_000,
+        },
+    )
