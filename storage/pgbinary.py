@@ -100,7 +100,7 @@ def encode_body(
 
 def _fill(
     fields: list[tuple[str, Any]],
-    arrays: list[tuple[str, npt.NDArray[Any]]],
+    arrays: Sequence[tuple[str, npt.NDArray[Any]]],
     ncols: int,
     rows: npt.NDArray[np.int64],
 ) -> npt.NDArray[Any]:

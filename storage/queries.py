@@ -269,7 +269,7 @@ async def consumer_lag(
 
 async def _frame(
     conn: psycopg.AsyncConnection,
-    query: sql.Composable,
+    query: sql.Composed | sql.SQL,
     params: Mapping[str, Any],
     schema: Mapping[str, Any],
 ) -> pl.DataFrame:
