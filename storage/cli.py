@@ -73,7 +73,7 @@ def _migrate(args: argparse.Namespace) -> int:
                 print(f"would apply {m.label}")
             print(f"{len(todo)} migration(s) pending")
             return EXIT_OK
-        report = setup_database(settings.pg_dsn)
+        report = setup_database(settings.pg_dsn, retention_days=settings.retention_horizon_days)
     except psycopg.OperationalError as exc:
         msg = f"database unreachable: {exc}"
         raise ServiceUnavailable(msg) from exc

@@ -55,6 +55,13 @@ def apply_edition_features(
     if edition != "timescale":
         return edition
     for table, segment_by, order_by, after in _COMPRESSION:
+        enabled = conn.execute(
+            "SELECT compression_enabled FROM timescaledb_information.hypertables "
+            "WHERE hypertable_schema = current_schema() AND hypertable_name = %s",
+            (table,),
+        ).fetchone()
+        if enabled and enabled[0]:
+            continue  # settings cannot change once chunks are compressed; keep them
         conn.execute(
             f"ALTER TABLE {table} SET (timescaledb.compress, "
             f"timescaledb.compress_segmentby = '{segment_by}', "

@@ -28,7 +28,11 @@ class SetupReport:
 def setup_database(
     dsn: str, *, registry: Registry | None = None, retention_days: int | None = None
 ) -> SetupReport:
-    """Migrate ``dsn``'s database, seed the registry and factors, ensure pilot roles. Idempotent."""
+    """Migrate ``dsn``'s database, seed the registry and factors, ensure pilot roles. Idempotent.
+
+    ``retention_days`` sets the retention policy on the Community edition (ignored on Apache,
+    where ``pilotstream db retention`` does the same work).
+    """
     with psycopg.connect(dsn, autocommit=True) as conn:
         applied = migrate(conn)
         cities, pilots = sync_registry(conn, registry)

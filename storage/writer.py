@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -34,7 +34,7 @@ from storage.frames import (
     Columnar,
     conform,
 )
-from storage.offsets import commit_offsets
+from storage.offsets import Claim, claim_partitions, commit_offsets, load_offsets
 from storage.pgbinary import (
     SIGNATURE,
     TRAILER,
@@ -109,6 +109,22 @@ class Writer:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+
+    async def claim(self, *, group: str, topic: str, partitions: Iterable[int]) -> Claim:
+        """On partition assignment: a new generation for ``partitions`` and their stored offsets.
+
+        See :func:`storage.offsets.claim_partitions`; pass ``Claim.generation`` to every
+        :meth:`commit_batch` for these partitions and seek to ``Claim.offsets``.
+        """
+        return await claim_partitions(
+            await self._connection(), group=group, topic=topic, partitions=partitions
+        )
+
+    async def load_offsets(self, *, group: str, topic: str) -> dict[int, int]:
+        """Stored next offsets of ``group`` on ``topic``: ``{partition: next_offset}``."""
+        conn = await self._connection()
+        async with conn.transaction():
+            return await load_offsets(conn, group, topic)
 
     @property
     def backend_pid(self) -> int | None:

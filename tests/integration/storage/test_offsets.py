@@ -40,7 +40,9 @@ async def test_stale_generation_cannot_commit(aconn: psycopg.AsyncConnection) ->
             generation=old.generation,
         )
         # rebalance: a new consumer claims partition 1 and resumes from the stored offset
-        new = await claim_partitions(aconn, group="g", topic="t", partitions=[1])
+        async with Writer(dsn=_dsn(aconn)) as other:
+            new = await other.claim(group="g", topic="t", partitions=[1])
+            assert await other.load_offsets(group="g", topic="t") == {0: 10, 1: 4}
         assert new.generation > old.generation
         assert new.offsets == {1: 4}
         with pytest.raises(StaleGeneration, match="stale"):
