@@ -72,11 +72,11 @@ class Builder:
             received.append(m.received_at_ms)
             kept.append(m)
         checked = validate(decoded, tenants, received, self.registry.pilots.keys(), self.limits)
-        self._refused_readings(out, checked, kept, tenants)
+        self._refused_readings(out, checked, decoded, kept, tenants)
         self._reading_batches(out, checked, tenants, received)
         return out
 
-    def _reject(  # noqa: PLR0917 (internal helper)
+    def _reject(
         self,
         out: Built,
         m: Message,
@@ -102,14 +102,20 @@ class Builder:
         out.rejected[(reason, tenant)] += 1
 
     def _refused_readings(
-        self, out: Built, c: Checked, msgs: list[Message], tenants: list[str]
+        self,
+        out: Built,
+        c: Checked,
+        decoded: list[Decoded],
+        msgs: list[Message],
+        tenants: list[str],
     ) -> None:
         for i in np.flatnonzero(~c.ok):
-            mi = int(c.msg[i])
-            detail = f"{c.metric[i]}={c.value[i]!r} at ts_ms={c.ts_ms[i]}: {c.reason[i]}"
+            mi, pos = int(c.msg[i]), int(c.pos[i])
+            d = decoded[mi]
+            detail = f"{d.metric[pos]}={d.value[pos]!r} {d.unit[pos]} at ts_ms={d.ts_ms[pos]!r}"
             self._reject(
-                out, msgs[mi], str(c.reason[i]), detail, tenants[mi], str(c.device_id[i]),
-                int(c.record_index[i]),
+                out, msgs[mi], str(c.reason[i]), detail, tenants[mi], d.device_id,
+                d.record_index[pos],
             )  # fmt: skip
 
     def _reading_batches(
@@ -118,18 +124,20 @@ class Builder:
         ok = np.flatnonzero(c.ok)
         if len(ok) == 0:
             return
-        tenant_ids = {t: i for i, t in enumerate(dict.fromkeys(tenants))}
-        msg_tenant = np.array([tenant_ids[t] for t in tenants], dtype=np.int64)
-        _, dev = np.unique(c.device_id[ok].astype(str), return_inverse=True)
-        group = msg_tenant[c.msg[ok]] * (int(dev.max()) + 1) + dev.reshape(-1)
-        # first appearance order of each group, then rows of a group in arrival order
-        order = np.lexsort((np.arange(len(ok)), _first_seen_rank(group)))
+        # one group per (tenant, device), numbered in order of first appearance
+        groups: dict[tuple[str, str], int] = {}
+        msg_group = np.array(
+            [groups.setdefault(key, len(groups)) for key in zip(tenants, c.device_id, strict=True)],
+            dtype=np.int64,
+        )
+        group = msg_group[c.msg[ok]]
+        order = np.argsort(group, kind="stable")  # arrival order inside a group
         rows = ok[order]
         bounds = np.flatnonzero(np.diff(group[order])) + 1
         recv = np.asarray(received, dtype=np.int64)
         for part in np.split(rows, bounds):
-            tenant = tenants[int(c.msg[part[0]])]
-            device = str(c.device_id[part[0]])
+            mi = int(c.msg[part[0]])
+            tenant, device = tenants[mi], str(c.device_id[mi])
             batch = ReadingBatch(
                 tenant=tenant,
                 city=self.registry.pilots[tenant].city,
@@ -145,11 +153,3 @@ class Builder:
             )
             out.records.append(Record(self.readings_topic, device.encode(), encode(batch)))
         out.readings += len(ok)
-
-
-def _first_seen_rank(group: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
-    """Per row, the rank of its group by first appearance (keeps the batch's device order)."""
-    uniq, first, inverse = np.unique(group, return_index=True, return_inverse=True)
-    rank = np.empty(len(uniq), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
-    return rank[inverse.reshape(-1)]

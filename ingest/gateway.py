@@ -74,6 +74,8 @@ class Gateway:
     mqtt_ok: bool = False  # connected to the broker (set by the MQTT source)
     received: int = 0
     acked: int = 0
+    first_received_at: float = 0.0  # perf_counter of the first message (throughput figures)
+    last_acked_at: float = 0.0  # perf_counter of the latest ack
     _queue: asyncio.Queue[_Work | None] = field(init=False)
     _wake_drainer: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _acker_done: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -115,6 +117,8 @@ class Gateway:
             msgs = await self.inbox.take(t.batch_size, t.linger_s, idle_s=0.1)
             if not msgs:
                 continue
+            if not self.received:
+                self.first_received_at = time.perf_counter()
             self.received += len(msgs)
             self.metrics.received.inc(len(msgs))
             built = self.builder.build(msgs)
@@ -138,6 +142,7 @@ class Gateway:
                     if m.qos:
                         self.ack(m.mid, m.qos)
                 self.acked += len(w.msgs)
+                self.last_acked_at = time.perf_counter()
                 self.metrics.acked.inc(len(w.msgs))
                 self.metrics.unacked.set(self.received - self.acked)
                 if self.tuning.max_messages and self.acked >= self.tuning.max_messages:

@@ -149,4 +149,5 @@ async def _shutdown(
     spool.close()
     if server is not None:
         server.close()
-    _log.info("gateway_stopped", acked=gw.acked, spooled=spool.depth)
+    busy_s = max(gw.last_acked_at - gw.first_received_at, 0.0)
+    _log.info("gateway_stopped", acked=gw.acked, spooled=spool.depth, busy_s=round(busy_s, 4))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from ingest.decoders.base import (
     WRONG_TENANT,
     Decoded,
 )
-from pilotstream.vocab import METRICS, conversion
+from pilotstream.vocab import METRICS, UNITS, conversion
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 DIMENSIONLESS = "count"  # the only canonical unit a reading may leave out
@@ -46,9 +46,10 @@ class Checked:
     """A batch's readings after validation, columns aligned; ``reason == ""`` where accepted."""
 
     msg: npt.NDArray[np.int64]  # index of the source message in the batch
+    pos: npt.NDArray[np.int64]  # index of the reading inside its message's columns
     record_index: npt.NDArray[np.int64]  # index of the source record inside its message
-    device_id: npt.NDArray[np.object_]
-    metric: npt.NDArray[np.object_]
+    device_id: npt.NDArray[np.object_]  # per MESSAGE: the device of message i
+    metric: npt.NDArray[np.object_]  # known metric name ("" where unknown)
     ts_ms: npt.NDArray[np.int64]  # UTC ms (0 where not finite or beyond int64)
     value: npt.NDArray[np.float64]  # canonical unit (as sent where refused)
     unit: npt.NDArray[np.object_]  # canonical unit ("" where refused)
@@ -76,47 +77,46 @@ def validate(
     ``received_at_ms[i]``) in one vectorised pass."""
     counts = np.fromiter((len(d) for d in decoded), dtype=np.int64, count=len(decoded))
     msg = np.repeat(np.arange(len(decoded), dtype=np.int64), counts)
-    device = _concat([d.device_id for d in decoded])
-    metric = _concat([d.metric for d in decoded])
-    unit = _concat([d.unit for d in decoded])
     n = int(counts.sum())
     ts = _flat([d.ts_ms for d in decoded], np.float64, n)
     value = _flat([d.value for d in decoded], np.float64, n)
     seq = _flat([d.seq for d in decoded], np.int64, n)
     rec = _flat([d.record_index for d in decoded], np.int64, n)
+    # Codes into the fixed vocabulary: C-level dict look-ups, no per-reading Python code.
+    metric_code = _codes([d.metric for d in decoded], _METRIC_CODE, n)
+    unit_code = _codes([d.unit for d in decoded], _UNIT_CODE, n)
+    devices = np.array([d.device_id for d in decoded] or [""], dtype=object)[: len(decoded)]
 
     tenant_ok = np.array([t in known_tenants for t in tenants], dtype=bool)[msg]
-    device_ok = _per_distinct(device, lambda d: DEVICE_ID.match(d) is not None)
-    metric_ok = _per_distinct(metric, lambda m: m in METRICS)
-    scale, offset, unit_ok = _conversions(metric, unit)
+    device_ok = np.array([_device_ok(d) for d in devices], dtype=bool)[msg]
+    metric_ok = metric_code < len(_METRIC_NAMES)
+    unit_ok = _FITS[metric_code, unit_code]
     with np.errstate(over="ignore", invalid="ignore"):
-        converted = value * scale + offset
+        converted = value * _SCALE[metric_code, unit_code] + _OFFSET[metric_code, unit_code]
     now = np.asarray(received_at_ms, dtype=np.float64)[msg]
     finite = np.isfinite(value) & np.isfinite(ts) & np.isfinite(converted)
     with np.errstate(invalid="ignore"):
         future = ts > now + limits.future_skew_ms
         old = ts < now - limits.horizon_ms
+        fits_int = np.abs(ts) < 2.0**62  # NaN compares False
     reason = np.select(
         [~finite, ~tenant_ok, ~device_ok, ~metric_ok, ~unit_ok, future, old],
         [NON_FINITE, WRONG_TENANT, BAD_DEVICE_ID, UNKNOWN_METRIC, BAD_UNIT, FUTURE_TS, TOO_OLD],
         default="",
     ).astype(object)
     ok = reason == ""
-    with np.errstate(invalid="ignore"):
-        fits_int = (
-            np.abs(ts) < 2.0**62
-        )  # NaN compares False; the window check already bounds ok rows
-    canonical_unit = _per_distinct_map(metric, lambda m: METRICS[m].unit if m in METRICS else "")
-    kind = _per_distinct_map(metric, lambda m: METRICS[m].kind if m in METRICS else "")
+    names = _METRIC_NAMES_OR_UNKNOWN[metric_code]
+    starts = np.cumsum(counts) - counts
     return Checked(
         msg=msg,
+        pos=np.arange(n, dtype=np.int64) - np.repeat(starts, counts),
         record_index=rec,
-        device_id=device,
-        metric=metric,
+        device_id=devices,
+        metric=names,
         ts_ms=np.rint(np.where(fits_int, ts, 0.0)).astype(np.int64),
         value=np.where(ok, converted, value),
-        unit=np.where(ok, canonical_unit, ""),
-        kind=np.where(ok, kind, ""),
+        unit=np.where(ok, _CANONICAL[metric_code], ""),
+        kind=np.where(ok, _KIND[metric_code], ""),
         seq=seq,
         reason=reason,
     )
@@ -126,47 +126,45 @@ def _flat(columns: list[list[float]] | list[list[int]], dtype: type, n: int) -> 
     return np.fromiter(chain.from_iterable(columns), dtype=dtype, count=n)
 
 
-def _concat(columns: list[list[str]]) -> npt.NDArray[np.object_]:
-    out = np.empty(sum(len(c) for c in columns), dtype=object)
-    i = 0
-    for c in columns:
-        out[i : i + len(c)] = c
-        i += len(c)
-    return out
+def _codes(columns: list[list[str]], table: dict[str, int], n: int) -> npt.NDArray[np.intp]:
+    """Vocabulary codes; unknown strings get the last (sentinel) code."""
+    miss = len(table)
+    return np.fromiter(
+        map(table.get, chain.from_iterable(columns), repeat(miss)), dtype=np.intp, count=n
+    )
 
 
-def _distinct(col: npt.NDArray[np.object_]) -> tuple[list[str], npt.NDArray[np.intp]]:
-    if len(col) == 0:
-        return [], np.zeros(0, dtype=np.intp)
-    uniq, inverse = np.unique(col.astype(str), return_inverse=True)
-    return [str(u) for u in uniq], inverse.reshape(-1)
+_seen_devices: dict[str, bool] = {}
 
 
-def _per_distinct(col: npt.NDArray[np.object_], pred: object) -> npt.NDArray[np.bool_]:
-    uniq, inverse = _distinct(col)
-    table = np.array([pred(u) for u in uniq], dtype=bool)  # type: ignore[operator]
-    return table[inverse] if len(uniq) else np.zeros(0, dtype=bool)
+def _device_ok(device: str) -> bool:
+    ok = _seen_devices.get(device)
+    if ok is None:
+        ok = DEVICE_ID.match(device) is not None
+        if len(_seen_devices) < 100_000:  # bounded cache of checked ids
+            _seen_devices[device] = ok
+    return ok
 
 
-def _per_distinct_map(col: npt.NDArray[np.object_], fn: object) -> npt.NDArray[np.object_]:
-    uniq, inverse = _distinct(col)
-    table = np.array([fn(u) for u in uniq] or [""], dtype=object)  # type: ignore[operator]
-    return table[inverse]
-
-
-def _conversions(
-    metric: npt.NDArray[np.object_], unit: npt.NDArray[np.object_]
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    """(scale, offset, fits) per reading, from a small table over distinct metrics x units."""
-    metrics, mi = _distinct(metric)
-    units, ui = _distinct(unit)
-    scale = np.ones((max(len(metrics), 1), max(len(units), 1)))
-    offset = np.zeros_like(scale)
-    fits = np.zeros(scale.shape, dtype=bool)
-    for i, m in enumerate(metrics):
-        canonical = METRICS[m].unit if m in METRICS else None
-        for j, u in enumerate(units):
-            conv = conversion(u, m) if u or canonical != DIMENSIONLESS else (1.0, 0.0)
+def _tables() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """(scale, offset, fits) over metrics x units, plus a sentinel row and column for unknowns."""
+    shape = (len(_METRIC_NAMES) + 1, len(_UNIT_NAMES) + 1)
+    scale, offset, fits = np.ones(shape), np.zeros(shape), np.zeros(shape, dtype=bool)
+    for i, m in enumerate(_METRIC_NAMES):
+        for j, u in enumerate(_UNIT_NAMES):
+            conv = (
+                conversion(u, m) if u else (1.0, 0.0) if METRICS[m].unit == DIMENSIONLESS else None
+            )
             if conv is not None:
                 scale[i, j], offset[i, j], fits[i, j] = conv[0], conv[1], True
-    return scale[mi, ui], offset[mi, ui], fits[mi, ui]
+    return scale, offset, fits
+
+
+_METRIC_NAMES = list(METRICS)
+_UNIT_NAMES = ["", *UNITS]  # "" = unit left out
+_METRIC_CODE = {m: i for i, m in enumerate(_METRIC_NAMES)}
+_UNIT_CODE = {u: i for i, u in enumerate(_UNIT_NAMES)}
+_METRIC_NAMES_OR_UNKNOWN = np.array([*_METRIC_NAMES, ""], dtype=object)
+_CANONICAL = np.array([*(METRICS[m].unit for m in _METRIC_NAMES), ""], dtype=object)
+_KIND = np.array([*(METRICS[m].kind for m in _METRIC_NAMES), ""], dtype=object)
+_SCALE, _OFFSET, _FITS = _tables()

@@ -87,9 +87,9 @@ class RecordReject:
 
 @dataclass(slots=True)
 class Decoded:
-    """Readings of one message as parallel columns (raw units), plus refused records."""
+    """Readings of one message (all of one device) as parallel columns, plus refused records."""
 
-    device_id: list[str] = field(default_factory=list)
+    device_id: str = ""  # the device every reading of the message belongs to
     metric: list[str] = field(default_factory=list)
     ts_ms: list[float] = field(default_factory=list)  # event time, UTC ms (float until validated)
     value: list[float] = field(default_factory=list)  # value in ``unit``
@@ -98,11 +98,8 @@ class Decoded:
     record_index: list[int] = field(default_factory=list)  # index of the source record
     rejects: list[RecordReject] = field(default_factory=list)
 
-    def add(  # noqa: PLR0917 (hot path: positional, one call per reading)
-        self, device: str, metric: str, ts_ms: float, value: float, unit: str, seq: int, idx: int
-    ) -> None:
+    def add(self, metric: str, ts_ms: float, value: float, unit: str, seq: int, idx: int) -> None:
         """Append one reading."""
-        self.device_id.append(device)
         self.metric.append(metric)
         self.ts_ms.append(ts_ms)
         self.value.append(value)
@@ -110,9 +107,9 @@ class Decoded:
         self.seq.append(seq)
         self.record_index.append(idx)
 
-    def reject(self, reason: str, detail: str, idx: int, device: str = "") -> None:
+    def reject(self, reason: str, detail: str, idx: int) -> None:
         """Refuse one record."""
-        self.rejects.append(RecordReject(reason, detail, idx, device))
+        self.rejects.append(RecordReject(reason, detail, idx, self.device_id))
 
     def __len__(self) -> int:
         return len(self.ts_ms)

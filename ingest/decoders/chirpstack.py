@@ -36,6 +36,6 @@ def decode(topic: TopicInfo, payload: bytes, ctx: DecodeContext) -> Decoded:
     seq = counter(doc.get("fCnt"), "fCnt")
     if "object" not in doc:
         raise DecodeError("the event has no decoded object (no codec)", reason=BAD_SCHEMA)
-    out = Decoded()
-    add_object(out, doc["object"], dev_eui, ts_ms, seq)
+    out = Decoded(dev_eui)
+    add_object(out, doc["object"], ts_ms, seq)
     return out

@@ -33,14 +33,14 @@ def decode(topic: TopicInfo, payload: bytes, ctx: DecodeContext) -> Decoded:
     readings = doc.get("readings")
     if not isinstance(readings, list):
         raise DecodeError("readings is not an array", reason=BAD_SCHEMA)
-    out = Decoded()
+    out = Decoded(topic.device_id)
     for idx, rec in enumerate(readings):
         try:
             metric, ts_ms, value, unit, seq = _one(rec)
         except DecodeError as exc:
-            out.reject(exc.reason, str(exc), idx, device)
+            out.reject(exc.reason, str(exc), idx)
             continue
-        out.add(device, metric, ts_ms, value, unit, seq, idx)
+        out.add(metric, ts_ms, value, unit, seq, idx)
     return out
 
 

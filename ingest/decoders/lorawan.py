@@ -18,16 +18,16 @@ def check_application(network: str, application: Any, tenant: str, ctx: DecodeCo
         raise DecodeError(msg, reason=WRONG_TENANT)
 
 
-def add_object(out: Decoded, obj: Any, device: str, ts_ms: float, seq: int) -> None:
+def add_object(out: Decoded, obj: Any, ts_ms: float, seq: int) -> None:
     """Readings of a flat ``{metric: number}`` object, values in the metric's canonical unit."""
     if not isinstance(obj, dict):
         raise DecodeError("the decoded payload is not an object", reason=BAD_SCHEMA)
     for idx, (metric, value) in enumerate(obj.items()):
         if not is_number(value):
-            out.reject(BAD_SCHEMA, f"{metric!r} is not a number", idx, device)
+            out.reject(BAD_SCHEMA, f"{metric!r} is not a number", idx)
             continue
         spec = METRICS.get(metric)
-        out.add(device, metric, ts_ms, float(value), spec.unit if spec else "", seq, idx)
+        out.add(metric, ts_ms, float(value), spec.unit if spec else "", seq, idx)
 
 
 def counter(value: Any, what: str) -> int:

@@ -47,8 +47,7 @@ def decode(topic: TopicInfo, payload: bytes, ctx: DecodeContext) -> Decoded:
     meter_values = doc.get("meterValue")
     if not isinstance(meter_values, list):
         raise DecodeError("meterValue is not an array", reason=BAD_SCHEMA)
-    out = Decoded()
-    device = topic.device_id
+    out = Decoded(topic.device_id)
     idx = -1
     for mv in meter_values:
         samples = mv.get("sampledValue") if isinstance(mv, dict) else None
@@ -60,9 +59,9 @@ def decode(topic: TopicInfo, payload: bytes, ctx: DecodeContext) -> Decoded:
             try:
                 metric, value, unit = _sample(sv)
             except DecodeError as exc:
-                out.reject(exc.reason, str(exc), idx, device)
+                out.reject(exc.reason, str(exc), idx)
                 continue
-            out.add(device, metric, ts_ms, value, unit, NO_SEQ, idx)
+            out.add(metric, ts_ms, value, unit, NO_SEQ, idx)
     return out
 
 

@@ -16,6 +16,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+import msgspec.structs
+
 from ingest.decoders.base import (
     BAD_SCHEMA,
     BAD_SENML,
@@ -131,27 +134,149 @@ def metric_of(name: str) -> str:
 
 
 def decode(topic: TopicInfo, payload: bytes, ctx: DecodeContext) -> Decoded:
-    """Readings of a SenML pack published on ``pilots/{tenant}/senml/{device}``."""
-    pack = strict_json(payload, ctx)
-    out = Decoded()
-    device = topic.device_id
-    for idx, r in enumerate(resolve(pack, ctx.received_at_ms / 1000.0)):
+    """Readings of a SenML pack published on ``pilots/{tenant}/senml/{device}``.
+
+    Plain packs take a fast path (typed msgspec decoding, no intermediate objects); anything
+    unusual (unknown or ``_`` labels, nulls, escapes, nesting, wrong types, bad JSON) takes the
+    general path, which names the exact reason. Both give the same readings.
+    """
+    out = Decoded(topic.device_id)
+    now_s = ctx.received_at_ms / 1000.0
+    recs = _fast_pack(payload) if len(payload) <= ctx.max_bytes else None
+    if recs is not None:
+        _decode_fast(recs, now_s, out)
+        return out
+    for idx, r in enumerate(resolve(strict_json(payload, ctx), now_s)):
         if isinstance(r, BadRecordError):
-            out.reject(BAD_SENML, str(r), idx, device)
-            continue
-        metric = metric_of(r.name)
-        ts_ms = r.time * 1000.0
-        if r.sum is not None and (r.value is None or _is_energy(metric)):
-            energy = _sum_as_energy(r.sum, r.unit)
-            if energy is None:
-                out.reject(BAD_UNIT, f"a sum in {r.unit!r} is not an energy", idx, device)
-                continue
-            out.add(device, metric, ts_ms, energy, "kWh", NO_SEQ, idx)
-        elif r.value is not None:
-            out.add(device, metric, ts_ms, r.value, r.unit or "", NO_SEQ, idx)
+            out.reject(BAD_SENML, str(r), idx)
         else:
-            out.reject(BAD_SCHEMA, "string, boolean and data values are not readings", idx, device)
+            values = sum(x is not None for x in (r.string_value, r.bool_value, r.data_value))
+            _emit(out, idx, r.name, r.time, r.unit, r.value, r.sum, values)
     return out
+
+
+class _Rec(msgspec.Struct):
+    """A SenML record as typed fields: the fast path's decoding target."""
+
+    bn: str | None = None
+    bt: float | None = None
+    bu: str | None = None
+    bv: float | None = None
+    bs: float | None = None
+    bver: int | None = None
+    n: str | None = None
+    u: str | None = None
+    v: float | None = None
+    vs: str | None = None
+    vb: bool | None = None
+    vd: str | None = None
+    s: float | None = None
+    t: float | None = None
+    ut: float | None = None
+
+
+_N_FIELDS = len(_Rec.__struct_fields__)
+_pack_decoder = msgspec.json.Decoder(list[_Rec])
+# Anything the fast path cannot judge exactly: a label ending in "_", a key separator with space,
+# an escaped quote (which could hide '":' inside a string).
+_NOT_PLAIN = re.compile(rb'_"\s*:|"\s+:|\\"')
+
+
+def _fast_pack(payload: bytes) -> list[tuple[Any, ...]] | None:
+    """The pack's records as field tuples (``_Rec`` order), or None for the general path."""
+    if payload.count(b"[") != 1 or _NOT_PLAIN.search(payload):
+        return None
+    try:
+        recs = _pack_decoder.decode(payload)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    rows = list(map(msgspec.structs.astuple, recs))
+    # Every key is followed by '":' here; fewer set fields means a duplicate, unknown or null key.
+    keys = sum(_N_FIELDS - row.count(None) for row in rows)
+    return rows if keys == payload.count(b'":') and rows else None
+
+
+_names: dict[str, str] = {}  # resolved name -> metric ("" when the name is invalid)
+
+
+def _metric_of_name(name: str) -> str:
+    metric = _names.get(name)
+    if metric is None:
+        metric = metric_of(name) if _NAME.match(name) else ""
+        if len(_names) < 50_000:  # bounded: names repeat, devices do not grow without end
+            _names[name] = metric
+    return metric
+
+
+def _decode_fast(rows: list[tuple[Any, ...]], now_s: float, out: Decoded) -> None:
+    """RFC 8428 resolution over field tuples; the same rules as :func:`resolve` + :func:`_emit`,
+    inlined for the common record (a number, maybe base fields, no sum)."""
+    bn, bt, bu, bv, bs = "", 0.0, None, 0.0, 0.0
+    metrics, times, values, units, indices = (
+        out.metric, out.ts_ms, out.value, out.unit, out.record_index,
+    )  # fmt: skip
+    for idx, (b_n, b_t, b_u, b_v, b_s, bver, n, u, v, vs, vb, vd, s, t, _ut) in enumerate(rows):
+        if b_n is not None or b_t is not None or b_u is not None or b_v is not None:
+            bn = bn if b_n is None else b_n
+            bt = bt if b_t is None else b_t
+            bu = bu if b_u is None else b_u
+            bv = bv if b_v is None else b_v
+        if b_s is not None:
+            bs = b_s
+        if bver is not None and bver > SUPPORTED_VERSION:
+            out.reject(BAD_SENML, f"bver {bver} is newer than {SUPPORTED_VERSION}", idx)
+            continue
+        name = bn if n is None else bn + n
+        time = bt if t is None else bt + t
+        if time < RELATIVE_LIMIT_S:
+            time += now_s
+        unit = bu if u is None else u
+        if v is not None and s is None and vs is None and vb is None and vd is None:
+            metric = _metric_of_name(name)
+            if not metric:
+                out.reject(BAD_SENML, f"name {name!r} is not a valid SenML name", idx)
+                continue
+            metrics.append(metric)
+            times.append(time * 1000.0)
+            values.append(bv + v)
+            units.append(unit or "")
+            indices.append(idx)
+            out.seq.append(NO_SEQ)
+            continue
+        if not _NAME.match(name):
+            out.reject(BAD_SENML, f"name {name!r} is not a valid SenML name", idx)
+            continue
+        others = (vs is not None) + (vb is not None) + (vd is not None)
+        value = None if v is None else bv + v
+        total = None if s is None else bs + s
+        _emit(out, idx, name, time, unit, value, total, others)
+
+
+def _emit(
+    out: Decoded,
+    idx: int,
+    name: str,
+    time: float,
+    unit: str | None,
+    value: float | None,
+    total: float | None,
+    others: int,
+) -> None:
+    """Map one resolved record to a reading (or a refusal)."""
+    if others + (value is not None) > 1 or (others == 0 and value is None and total is None):
+        out.reject(BAD_SENML, "a record carries exactly one value and/or a sum", idx)
+        return
+    metric = metric_of(name)
+    if total is not None and (value is None or _is_energy(metric)):
+        energy = _sum_as_energy(total, unit)
+        if energy is None:
+            out.reject(BAD_UNIT, f"a sum in {unit!r} is not an energy", idx)
+        else:
+            out.add(metric, time * 1000.0, energy, "kWh", NO_SEQ, idx)
+    elif value is not None:
+        out.add(metric, time * 1000.0, value, unit or "", NO_SEQ, idx)
+    else:
+        out.reject(BAD_SCHEMA, "string, boolean and data values are not readings", idx)
 
 
 def _is_energy(metric: str) -> bool:

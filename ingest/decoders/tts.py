@@ -43,6 +43,6 @@ def decode(topic: TopicInfo, payload: bytes, ctx: DecodeContext) -> Decoded:
         raise DecodeError(
             "uplink_message has no decoded_payload (no payload formatter)", reason=BAD_SCHEMA
         )
-    out = Decoded()
-    add_object(out, up["decoded_payload"], device, ts_ms, seq)
+    out = Decoded(device)
+    add_object(out, up["decoded_payload"], ts_ms, seq)
     return out

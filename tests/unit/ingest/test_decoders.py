@@ -156,7 +156,7 @@ def test_ocpp_wrong_action_is_refused() -> None:
 def test_tts_uplink() -> None:
     info, d = decode_message(TTS_TOPIC, json.dumps(TTS_UPLINK).encode(), CTX)
     assert info.tenant == "paris-energy-1"
-    assert d.device_id == ["school-7-heat", "school-7-heat"]
+    assert d.device_id == "school-7-heat"
     assert d.metric == ["energy.heat", "weather.temperature"]
     assert d.value == [1234.5, 19.25]
     assert d.unit == ["kWh", "Cel"]
@@ -181,7 +181,7 @@ def test_tts_application_of_another_pilot_is_wrong_tenant() -> None:
 def test_chirpstack_uplink() -> None:
     info, d = decode_message(CS_TOPIC, json.dumps(CS_EVENT).encode(), CTX)
     assert info.tenant == "amsterdam-mobility-1"
-    assert d.device_id == ["0101010101010101"] * 2
+    assert d.device_id == "0101010101010101"
     assert d.metric == ["traffic.count.bike", "traffic.count.car"]
     assert d.value == [17.0, 0.0]
     assert d.unit == ["count", "count"]

@@ -101,7 +101,7 @@ def test_simulator_pack_decodes_with_offsets() -> None:
     ]
     topic = parse_topic("pilots/paris-energy-1/senml/meter-1")
     d = decode(topic, json.dumps(pack).encode(), DecodeContext(int(NOW_S * 1000), {}))
-    assert d.device_id == ["meter-1", "meter-1"]
+    assert d.device_id == "meter-1"
     assert d.metric == ["energy.active.import"] * 2
     assert d.ts_ms == [NOW_S * 1000, (NOW_S + 900) * 1000]
     assert d.value == [12.3, 12.5]

@@ -14,8 +14,8 @@ TENANTS = {"paris-energy-1"}
 
 
 def _one(device: str, metric: str, ts: float, value: float, unit: str) -> Decoded:
-    d = Decoded()
-    d.add(device, metric, ts, value, unit, -1, 0)
+    d = Decoded(device)
+    d.add(metric, ts, value, unit, -1, 0)
     return d
 
 
@@ -49,11 +49,11 @@ def test_unknown_tenant_is_wrong_tenant() -> None:
 
 
 def test_conversion_to_canonical_units_across_messages() -> None:
-    a, b = Decoded(), Decoded()
-    a.add("m1", "energy.active.import", NOW, 1500.0, "Wh", 1, 0)
-    a.add("m1", "power.active", NOW, 2500.0, "W", 2, 1)
-    b.add("t1", "weather.temperature", NOW - 1000.4, 300.15, "K", -1, 0)
-    b.add("t1", "energy.heat", NOW, 1.0, "GJ", -1, 1)
+    a, b = Decoded("m1"), Decoded("t1")
+    a.add("energy.active.import", NOW, 1500.0, "Wh", 1, 0)
+    a.add("power.active", NOW, 2500.0, "W", 2, 1)
+    b.add("weather.temperature", NOW - 1000.4, 300.15, "K", -1, 0)
+    b.add("energy.heat", NOW, 1.0, "GJ", -1, 1)
     c = validate([a, b], ["paris-energy-1"] * 2, [NOW, NOW], TENANTS, LIMITS)
     assert c.reason.tolist() == ["", "", "", ""]
     np.testing.assert_allclose(c.value, [1.5, 2.5, 27.0, 1e9 / 3.6e6])
@@ -62,8 +62,15 @@ def test_conversion_to_canonical_units_across_messages() -> None:
     assert c.ts_ms.tolist() == [NOW, NOW, NOW - 1000, NOW]
     assert c.msg.tolist() == [0, 0, 1, 1]
     assert c.seq.tolist() == [1, 2, -1, -1]
+    assert c.pos.tolist() == [0, 1, 0, 1]
+    assert c.metric.tolist() == [
+        "energy.active.import",
+        "power.active",
+        "weather.temperature",
+        "energy.heat",
+    ]
 
 
 def test_empty_batch() -> None:
-    c = validate([Decoded()], ["paris-energy-1"], [NOW], TENANTS, LIMITS)
+    c = validate([Decoded("m1")], ["paris-energy-1"], [NOW], TENANTS, LIMITS)
     assert len(c) == 0
