@@ -35,14 +35,7 @@ from storage.frames import (
     conform,
 )
 from storage.offsets import Claim, claim_partitions, commit_offsets, load_offsets
-from storage.pgbinary import (
-    SIGNATURE,
-    TRAILER,
-    FixedType,
-    encode_body,
-    encode_rows,
-    text_column,
-)
+from storage.payloads import ReadingsPayload, windows_payload
 
 log = get_logger(__name__)
 
@@ -96,7 +89,11 @@ class Writer:
         self._conn: psycopg.AsyncConnection | None = None
 
     async def __aenter__(self) -> Self:
-        await self._connection()
+        try:
+            await self._connection()
+        except psycopg.OperationalError as exc:
+            msg = f"cannot connect to the database: {exc}"
+            raise StorageError(msg, retriable=True) from exc
         return self
 
     async def __aexit__(
@@ -197,14 +194,11 @@ class Writer:
         if conn is not None:
             await conn.close()
             self._conn = None
-        try:
-            conn = await psycopg.AsyncConnection.connect(
-                self._dsn, connect_timeout=max(1, int(self._connect_timeout_s))
-            )
-            async with conn.transaction():
-                await conn.execute(q.STAGE_TABLES)
-        except psycopg.OperationalError:
-            raise
+        conn = await psycopg.AsyncConnection.connect(
+            self._dsn, connect_timeout=max(1, int(self._connect_timeout_s))
+        )
+        async with conn.transaction():
+            await conn.execute(q.STAGE_TABLES)
         self._conn = conn
         log.info("writer_connected", backend_pid=conn.info.backend_pid)
         return conn
@@ -214,7 +208,7 @@ class Writer:
 class _Batch:
     """A checked batch, encoded once (a retry sends the same bytes)."""
 
-    readings: _CopyPayload | None
+    readings: ReadingsPayload | None
     readings_rows: int
     windows: bytes | None  # binary COPY payload, one row per window key
     windows_rows: int
@@ -234,9 +228,9 @@ def _prepare(
     if rejections is not None:
         rj = conform("rejections", rejections, REJECTIONS, REJECTIONS_DEFAULTS)
     return _Batch(
-        readings=_CopyPayload(rd) if rd is not None and rd.height else None,
+        readings=ReadingsPayload(rd) if rd is not None and rd.height else None,
         readings_rows=rd.height if rd is not None else 0,
-        windows=_windows_buffer(wn) if wn is not None and wn.height else None,
+        windows=windows_payload(wn) if wn is not None and wn.height else None,
         windows_rows=wn.height if wn is not None else 0,
         rejections=[rj[c].to_list() for c in REJECTIONS] if rj is not None and rj.height else None,
         rejections_rows=rj.height if rj is not None else 0,
@@ -286,7 +280,7 @@ _EMPTY_CHANGED = pl.DataFrame(
 
 
 async def _insert_readings(
-    conn: psycopg.AsyncConnection, payload: _CopyPayload, optimistic: bool
+    conn: psycopg.AsyncConnection, payload: ReadingsPayload, optimistic: bool
 ) -> int:
     """Readings -> hypertable, duplicates skipped; returns how many were new.
 
@@ -308,50 +302,3 @@ async def _insert_readings(
         await payload.stream(copy)
     cur = await conn.execute(q.INSERT_READINGS)
     return cur.rowcount
-
-
-class _CopyPayload:
-    """Readings as a binary COPY stream, encoded chunk by chunk while the server ingests the
-    previous chunk (client and server work overlap); chunks are kept for a retry or fallback."""
-
-    CHUNK_ROWS = 2_500
-
-    def __init__(self, df: pl.DataFrame):
-        self.rows = df.height
-        self._fixed: list[tuple[FixedType, Any]] = [
-            ("timestamptz_ms", df["ts_ms"].to_numpy()),
-            ("float8", df["value"].to_numpy()),
-            ("int8", df["seq"].to_numpy()),
-            ("timestamptz_ms", df["received_at_ms"].to_numpy()),
-            ("int2", df["quality"].to_numpy()),
-        ]
-        self._text = [text_column(df[c]) for c in ("tenant", "device_id", "metric")]
-        self._chunks: list[bytes] = []
-
-    def _encode(self, start: int) -> bytes:
-        stop = min(start + self.CHUNK_ROWS, self.rows)
-        return encode_body(
-            [(kind, values[start:stop]) for kind, values in self._fixed],
-            [col.slice(start, stop) for col in self._text],
-        )
-
-    async def stream(self, copy: psycopg.AsyncCopy) -> None:
-        """Write signature, rows and trailer to an open ``COPY ... FROM STDIN (FORMAT binary)``."""
-        await copy.write(SIGNATURE)
-        for i, start in enumerate(range(0, self.rows, self.CHUNK_ROWS)):
-            if i == len(self._chunks):
-                self._chunks.append(self._encode(start))
-            await copy.write(self._chunks[i])
-        await copy.write(TRAILER)
-
-
-def _windows_buffer(df: pl.DataFrame) -> bytes:
-    floats = ("actual", "baseline", "delta", "factor", "avoided_co2e_kg", "coverage")
-    return encode_rows(
-        [("timestamptz_ms", df["bucket_start_ms"].to_numpy()), ("int4", df["width_s"].to_numpy())]
-        + [("float8", df[c].to_numpy()) for c in floats],
-        [
-            text_column(df[c])
-            for c in ("tenant", "device_id", "metric", "baseline_model_id", "factor_id")
-        ],
-    )
