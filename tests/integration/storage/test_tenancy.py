@@ -136,3 +136,17 @@ async def test_group_roles_have_their_grants(db: str) -> None:
             (INGEST_ROLE, CITYOPS_ROLE, pilot_role("paris-energy-1")),
         ).fetchone()
         assert writable == (True, False, False)
+
+
+async def test_tables_added_later_are_readable_by_city_ops_only(db: str) -> None:
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS later_table (x int)")
+        try:
+            grants = conn.execute(
+                "SELECT has_table_privilege(%s, 'later_table', 'SELECT'), "
+                "has_table_privilege(%s, 'later_table', 'SELECT')",
+                (CITYOPS_ROLE, pilot_role("paris-energy-1")),
+            ).fetchone()
+            assert grants == (True, False)
+        finally:
+            conn.execute("DROP TABLE later_table")
