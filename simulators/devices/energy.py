@@ -97,7 +97,7 @@ def pv_inverter(ctx: ModelContext, g: DeviceGroup, ids: tuple[str, ...]) -> list
     kwp = ctx.rng.uniform(p.get("kwp_min", 10.0), p.get("kwp_max", 80.0), (n, 1))
     kw = np.round(kwp * 0.85 * sun * clouds, 3)
     flow = kw * ctx.grid.step_h
-    before = np.cumsum(flow, axis=1) - flow  # energy before t_k
+    before = _before(flow)
     first = np.r_[True, ctx.local.day[1:] != ctx.local.day[:-1]]
     day_start = np.maximum.accumulate(np.where(first, np.arange(m), 0))
     daily = np.round(before - before[:, day_start], 3)
@@ -124,7 +124,7 @@ def street_lighting(ctx: ModelContext, g: DeviceGroup, ids: tuple[str, ...]) -> 
         * ctx.grid.step_h
         * (1 + 0.01 * ctx.rng.standard_normal((n, ctx.grid.steps)))
     )
-    flow = np.maximum(flow, 0.0)
+    flow = np.round(np.maximum(flow, 0.0), 4)
     actual = np.round(with_effect(flow, ctx.grid.after, g.effect), 4)
     block = dense_block("energy.lighting", ids, ctx.grid, actual)
     truth = day_totals(ctx.local.day, actual, flow)
@@ -143,10 +143,17 @@ def _register(
     """A cumulative register read at each step (Wh resolution) and its accounted day totals."""
     actual = with_effect(flow, ctx.grid.after, g.effect)
     init = np.round(ctx.rng.uniform(*init_kwh, (len(ids), 1)), 3)
-    register = np.round(init + np.cumsum(actual, axis=1) - actual, 3)
+    register = np.round(init + _before(actual), 3)
     # only intervals between two readings are observable: drop the one after the last reading
     truth = day_totals(ctx.local.day[:-1], actual[:, :-1], flow[:, :-1])
     return _with_truth(dense_block(metric, ids, ctx.grid, register), truth)
+
+
+def _before(flow: np.ndarray) -> np.ndarray:
+    """Exclusive running sum along steps: what a register read at ``t_k`` holds beyond its start."""
+    out = np.zeros_like(flow)
+    np.cumsum(flow[:, :-1], axis=1, out=out[:, 1:])
+    return out
 
 
 def _with_truth(block: Block, truth: DayTotals) -> Block:
