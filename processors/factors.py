@@ -191,7 +191,7 @@ def table_from_frame(raw: pl.DataFrame) -> FactorTable:
 
 
 def insert_factors(conn: Any, table: FactorTable) -> int:
-    """Insert (or update by factor_id) the factors into ``emission_factors``; returns the row count.
+    """Insert (or update by id) the factors into ``emission_factors``; returns the row count.
 
     ``conn`` is a psycopg connection; the caller owns the transaction.
     """
@@ -208,9 +208,9 @@ def insert_factors(conn: Any, table: FactorTable) -> int:
     ).rows()
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO emission_factors (factor_id, scope, unit, value, basis, source, year,"
+            "INSERT INTO emission_factors (id, scope, unit, value, basis, source, year,"
             " valid_from, valid_to) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (factor_id) DO UPDATE SET scope = EXCLUDED.scope, unit = EXCLUDED.unit,"
+            " ON CONFLICT (id) DO UPDATE SET scope = EXCLUDED.scope, unit = EXCLUDED.unit,"
             " value = EXCLUDED.value, basis = EXCLUDED.basis, source = EXCLUDED.source,"
             " year = EXCLUDED.year, valid_from = EXCLUDED.valid_from, valid_to = EXCLUDED.valid_to",
             rows,
