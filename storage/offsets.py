@@ -79,6 +79,36 @@ async def claim_partitions(
     return Claim(generation, {int(p): int(n) for p, n in rows if n is not None})
 
 
+async def stored_offsets_match(
+    conn: psycopg.AsyncConnection,
+    *,
+    group: str,
+    generation: int,
+    offsets: Mapping[tuple[str, int], int],
+) -> bool:
+    """True when every partition of ``offsets`` is stored with exactly that next offset and
+    ``generation``: the batch that carried them was committed. False for empty ``offsets``."""
+    if not offsets:
+        return False
+    keys = sorted(offsets)
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT count(*) FROM consumer_offsets o "
+            "JOIN unnest(%s::text[], %s::int[], %s::bigint[]) AS u(t, p, n) "
+            "ON o.topic = u.t AND o.partition = u.p AND o.next_offset = u.n "
+            "WHERE o.group_id = %s AND o.generation = %s",
+            (
+                [t for t, _ in keys],
+                [p for _, p in keys],
+                [offsets[k] for k in keys],
+                group,
+                generation,
+            ),
+        )
+        row = await cur.fetchone()
+    return row is not None and int(row[0]) == len(keys)
+
+
 async def commit_offsets(
     conn: psycopg.AsyncConnection,
     *,

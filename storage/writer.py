@@ -34,7 +34,13 @@ from storage.frames import (
     Columnar,
     conform,
 )
-from storage.offsets import Claim, claim_partitions, commit_offsets, load_offsets
+from storage.offsets import (
+    Claim,
+    claim_partitions,
+    commit_offsets,
+    load_offsets,
+    stored_offsets_match,
+)
 from storage.payloads import ReadingsPayload, windows_payload
 
 log = get_logger(__name__)
@@ -148,6 +154,10 @@ class Writer:
             group: consumer group id.
             generation: from :func:`storage.offsets.claim_partitions` at assignment.
 
+        A retry after the connection died during COMMIT first checks whether the stored offsets
+        already are this batch's (same generation, same next offsets): if so the batch had landed
+        and is not written twice (rejections, unlike readings and windows, have no natural key).
+
         Raises:
             InvalidBatch: NUL in text, non-finite number, null or missing column (nothing written).
             StaleGeneration: a newer consumer owns one of the partitions (rolled back).
@@ -155,16 +165,25 @@ class Writer:
         """
         batch = _prepare(readings, windows, rejections)
         attempt = 0
+        counts: dict[str, Any] | None = None  # of the last attempt that reached COMMIT
         while True:
             attempt += 1
             try:
                 conn = await self._connection()
+                if counts is not None and await stored_offsets_match(
+                    conn, group=group, generation=generation, offsets=offsets
+                ):
+                    # the connection died during COMMIT, after the server had committed
+                    log.warning("commit_had_landed", attempt=attempt, group=group)
+                    return CommitResult(**counts, offsets=len(offsets), attempts=attempt)
+                counts = None
                 async with conn.transaction():
-                    counts = await _write(conn, batch, self._optimistic)
+                    written = await _write(conn, batch, self._optimistic)
                     n_off = await commit_offsets(
                         conn, group=group, generation=generation, offsets=offsets
                     )
-                return CommitResult(**counts, offsets=n_off, attempts=attempt)
+                    counts = written
+                return CommitResult(**written, offsets=n_off, attempts=attempt)
             except StaleGeneration:
                 raise
             except psycopg.Error as exc:

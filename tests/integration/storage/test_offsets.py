@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -11,7 +13,7 @@ from storage.errors import StaleGeneration, StorageError
 from storage.offsets import claim_partitions, load_offsets
 from storage.writer import Writer
 
-from .data import HOUR_MS, ms, readings, utc, windows
+from .data import HOUR_MS, ms, readings, rejections, utc, windows
 
 pytestmark = pytest.mark.integration
 
@@ -147,3 +149,40 @@ async def test_killed_transaction_is_retried_once_whole(
     assert await _count(aconn, "readings") == 1000
     assert await _count(aconn, "window_results") == 1
     assert await load_offsets(aconn, "g", "t") == {0: 1000}
+
+
+async def test_commit_that_landed_before_the_connection_died_is_not_repeated(
+    aconn: psycopg.AsyncConnection,
+) -> None:
+    """The server commits, the client loses the connection before the answer: the retry sees
+    its offsets stored and does not insert the rejections a second time."""
+    claim = await claim_partitions(aconn, group="g", topic="t", partitions=[0])
+    async with Writer(dsn=_dsn(aconn), max_attempts=3, backoff_s=0.01) as w:
+        conn = w._conn  # the test reaches in to break the connection right after COMMIT
+        assert conn is not None
+        real = conn.transaction
+
+        @contextlib.asynccontextmanager
+        async def commit_then_drop() -> AsyncIterator[None]:
+            async with real():
+                yield
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                # the outer transaction has just committed (savepoints leave it in INTRANS)
+                await conn.close()
+                msg = "server closed the connection unexpectedly"
+                raise psycopg.OperationalError(msg)
+
+        conn.transaction = commit_then_drop  # type: ignore[method-assign,assignment]
+        res = await w.commit_batch(
+            readings=readings(tenant="paris-energy-1", device="x", start_ms=T0, n=3),
+            rejections=rejections(
+                tenant="paris-energy-1", device="x", reasons=["bad_json"], at_ms=T0
+            ),
+            offsets={("t", 0): 42},
+            group="g",
+            generation=claim.generation,
+        )
+    assert (res.attempts, res.readings_new, res.rejections, res.offsets) == (2, 3, 1, 1)
+    assert await _count(aconn, "rejections") == 1
+    assert await _count(aconn, "readings") == 3
+    assert await load_offsets(aconn, "g", "t") == {0: 42}
