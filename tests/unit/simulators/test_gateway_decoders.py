@@ -1,0 +1,71 @@
+"""Cross-check with the gateway's own decoders (ingest/decoders): clean messages decode to exactly
+their readings; every malformed message is refused with the expected reason code."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import polars as pl
+import pytest
+
+from pilotstream.registry import load_registry
+from simulators.faults import MESSAGE_KINDS
+from simulators.run import Run, simulate
+from simulators.scenario import Scenario
+
+decoders = pytest.importorskip("ingest.decoders", reason="the gateway decoders are another issue")
+
+EXPECTED = {
+    "broken_json": {"bad_json"},
+    "deep_nesting": {"too_deep"},
+    "oversized": {"too_large"},
+    "non_finite": {"non_finite"},
+    "wrong_type": {"bad_schema"},
+}
+
+# a damaged value inside a record may be refused with the format's own record-level reason
+FORMAT_REASONS = {"ocpp": {"bad_schema"}, "senml": {"bad_senml"}}
+
+
+@pytest.fixture(scope="module")
+def faulty(demo: Scenario) -> Run:
+    return simulate(dataclasses.replace(demo, faults=dict.fromkeys(MESSAGE_KINDS, 0.01)))
+
+
+def _outcome(topic: str, payload: str, ctx: object) -> tuple[str, int, list[str], list[float]]:
+    try:
+        _, dec = decoders.decode_message(topic, payload.encode(), ctx)
+    except decoders.RejectedMessageError as exc:
+        return "rejected", 0, [exc.reason], []
+    return "decoded", len(dec), [r.reason for r in dec.rejects], dec.value
+
+
+def test_gateway_decodes_our_messages_and_refuses_the_malformed(faulty: Run) -> None:
+    ctx = decoders.DecodeContext(received_at_ms=1_800_000_000_000, lorawan=load_registry().lorawan)
+    rows = faulty.messages.select("fault", "topic", "payload", "n_readings").iter_rows()
+    seen: dict[str, int] = {}
+    for fault, topic, payload, n in rows:
+        how, count, reasons, values = _outcome(topic, payload, ctx)
+        if fault in EXPECTED:
+            # refused whole, or the damaged record refused,
+            # or (OCPP "1e400") a non-finite value left for validation to refuse
+            expected = EXPECTED[fault] | FORMAT_REASONS.get(topic.split("/")[2], set())
+            caught = set(reasons) & expected or (
+                fault == "non_finite" and any(not math.isfinite(v) for v in values)
+            )
+            assert caught, (fault, topic, payload[:200], how, reasons)
+            seen[fault] = seen.get(fault, 0) + 1
+        elif fault == "wrong_tenant" and ("/tts/" in topic or "/chirpstack/" in topic):
+            assert reasons == ["wrong_tenant"]  # the application belongs to another pilot
+        else:
+            assert (how, count, reasons) == ("decoded", n, []), (fault, topic, payload[:200])
+    assert set(seen) == set(EXPECTED)
+
+
+def test_gateway_sees_the_payload_device(faulty: Run) -> None:
+    ctx = decoders.DecodeContext(received_at_ms=1_800_000_000_000, lorawan=load_registry().lorawan)
+    clean = faulty.messages.filter(pl.col("fault") == "").group_by("fmt").first()
+    for device, topic, payload in clean.select("device_id", "topic", "payload").iter_rows():
+        _, dec = decoders.decode_message(topic, payload.encode(), ctx)
+        assert dec.device_id == device
