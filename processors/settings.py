@@ -23,6 +23,7 @@ class ProcessorSettings(BaseSettings):
     publish_deltas: bool = setting(True, "publish changed windows to the deltas topic")
     poll_timeout_ms: int = setting(200, "getmany timeout_ms: wait at most this for records")
     poll_max_records: int = setting(20_000, "getmany max_records: Kafka records per batch")
+    session_timeout_ms: int = setting(10_000, "consumer group session timeout (failover time)")
     fetch_max_bytes: int = setting(64 * 2**20, "aiokafka fetch_max_bytes")
     allowed_lateness_s: int = setting(3600, "late data within this restates a closed window")
     max_future_skew_s: int = setting(300, "readings further ahead of now are refused (future_ts)")
@@ -58,6 +59,8 @@ class ProcessorSettings(BaseSettings):
             _refuse("poll_timeout_ms", "must be 1..60000")
         if self.poll_max_records <= 0 or self.fetch_max_bytes <= 0:
             _refuse("poll_max_records", "poll_max_records and fetch_max_bytes must be > 0")
+        if not 3000 <= self.session_timeout_ms <= 300_000:
+            _refuse("session_timeout_ms", "must be 3000..300000")
         if self.allowed_lateness_s < 0 or self.max_future_skew_s < 0:
             _refuse("allowed_lateness_s", "allowed_lateness_s and max_future_skew_s must be >= 0")
         if self.idle_close_s <= 0 or self.idle_check_s <= 0:

@@ -1,0 +1,261 @@
+"""One poll of Kafka records -> one database transaction: the processor's work without Kafka.
+
+:class:`BatchProcessor` owns the per-partition event-time states and, for each poll, decodes the
+records into one frame per partition, rebuilds the state of devices it has not seen since the
+assignment (:mod:`processors.state`), runs :func:`~processors.kernels.step`, scores the closed
+windows (baseline, factor, delta) and writes readings, windows, rejections and the next offsets
+with ONE ``commit_batch``. It returns the changed windows as deltas to publish after the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from pilotstream.codec import decode_batch
+from pilotstream.contracts import ReadingBatch, WindowDelta
+from pilotstream.errors import DecodeError
+from pilotstream.registry import Registry
+from processors.baseline_provider import BaselineProvider
+from processors.factors import FactorTable
+from processors.kernels import (
+    EventTimeParams,
+    EventTimeState,
+    MetricRule,
+    close_idle,
+    decode_batches,
+    emission_deltas,
+    pilot_rules,
+    step,
+)
+from processors.sink import (
+    BadRecord,
+    bad_batch_rows,
+    readings_rows,
+    rejection_rows,
+    window_deltas,
+    window_rows,
+)
+from processors.state import known_devices, merge, rebuild
+from storage.writer import CommitResult, Writer
+
+History = Callable[[list[str]], Awaitable[pl.DataFrame]]  # device ids -> stored readings
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The parts of a Kafka record the processor uses."""
+
+    offset: int  # Kafka offset
+    key: bytes | None  # device id
+    value: bytes  # a ReadingBatch as JSON
+    timestamp_ms: int  # Kafka record timestamp, UTC ms
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one committed poll did."""
+
+    commit: CommitResult | None  # None when there was nothing to write
+    deltas: list[WindowDelta]  # windows the commit inserted or revised
+    readings: int  # readings decoded
+    records: int  # Kafka records
+    windows: int  # windows closed or restated by the kernels
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+
+class BatchProcessor:
+    """Per-partition state plus the poll -> commit mapping (see module doc)."""
+
+    def __init__(
+        self,
+        *,
+        writer: Writer,
+        provider: BaselineProvider,
+        registry: Registry,
+        factors: FactorTable,
+        params: EventTimeParams,
+        topic: str,
+        group: str,
+        history: History | None = None,
+        dead_letter_max_bytes: int = 4096,
+    ):
+        if not topic or not group:
+            msg = "topic and group must not be empty"
+            raise ValueError(msg)
+        self._writer = writer
+        self._provider = provider
+        self._params = params
+        self._factors = factors
+        self._topic = topic
+        self._group = group
+        self._history = history
+        self._max_bytes = dead_letter_max_bytes
+        self._rules: dict[str, dict[str, MetricRule]] = {
+            t: pilot_rules(p, registry.cities[p.city]) for t, p in registry.pilots.items()
+        }
+        self.states: dict[int, EventTimeState] = {}
+        self.generation = -1
+        self.next_offsets: dict[int, int] = {}
+
+    def assign(
+        self, partitions: Sequence[int], generation: int, offsets: Mapping[int, int] | None = None
+    ) -> None:
+        """Start the given partitions with empty states (devices are rebuilt on first sight).
+
+        ``offsets`` are the next offsets to process per partition: records below them (already
+        committed; a consumer may redeliver a fetch made before its seek) are skipped.
+        """
+        self.generation = generation
+        self.states = {p: EventTimeState() for p in partitions}
+        self.next_offsets = {p: (offsets or {}).get(p, 0) for p in partitions}
+
+    def revoke(self, partitions: Sequence[int]) -> None:
+        """Forget the partitions' state (their next owner rebuilds it from the database)."""
+        for p in partitions:
+            self.states.pop(p, None)
+            self.next_offsets.pop(p, None)
+
+    async def process(self, polled: Mapping[int, Sequence[Record]], *, now_ms: int) -> PollResult:
+        """Decode, run the kernels, score and commit one poll (records of assigned partitions)."""
+        frames, windows, rejected, bad = [], [], [], []
+        offsets: dict[tuple[str, int], int] = {}
+        n_records = 0
+        for partition, polled_records in polled.items():
+            if partition not in self.states:
+                continue
+            floor = self.next_offsets.get(partition, 0)
+            records = [r for r in polled_records if r.offset >= floor]  # loop over Kafka records
+            if not records:
+                continue
+            n_records += len(records)
+            offsets[(self._topic, partition)] = records[-1].offset + 1
+            batches = _decode(partition, records, bad)
+            frame, invalid = _split_invalid(decode_batches(batches))
+            state = await self._rehydrate(self.states[partition], frame, now_ms)
+            result = step(state, frame, now_ms=now_ms, params=self._params)
+            self.states[partition] = result.state
+            frames.append(readings_rows(frame, result.rejected))
+            windows.append(result.windows)
+            rejected.append(pl.concat([result.rejected, invalid.select(result.rejected.columns)]))
+        if not offsets:
+            return PollResult(None, [], 0, 0, 0)
+        readings = pl.concat(frames) if frames else None
+        result = await self._commit(readings, windows, rejected, bad, offsets, n_records)
+        for (_, partition), offset in offsets.items():
+            self.next_offsets[partition] = offset
+        return result
+
+    async def close_idle(self, *, now_ms: int, idle_ms: int) -> PollResult:
+        """Close the windows of devices silent for ``idle_ms`` (0: every open window) and commit."""
+        windows = []
+        for partition, state in self.states.items():
+            result = close_idle(state, now_ms=now_ms, idle_ms=idle_ms, params=self._params)
+            self.states[partition] = result.state
+            windows.append(result.windows)
+        if not any(w.height for w in windows):
+            return PollResult(None, [], 0, 0, 0)
+        return await self._commit(None, windows, [], [], {}, 0)
+
+    async def _commit(
+        self,
+        readings: pl.DataFrame | None,
+        windows: list[pl.DataFrame],
+        rejected: list[pl.DataFrame],
+        bad: list[BadRecord],
+        offsets: dict[tuple[str, int], int],
+        n_records: int,
+    ) -> PollResult:
+        closed = pl.concat(windows) if windows else pl.DataFrame()
+        scored = await self.score(closed) if closed.height else None
+        refused = pl.concat(rejected) if rejected else pl.DataFrame()
+        parts = []
+        if refused.height:
+            parts.append(rejection_rows(refused, topic=self._topic, max_bytes=self._max_bytes))
+        if bad:
+            parts.append(bad_batch_rows(bad, topic=self._topic, max_bytes=self._max_bytes))
+        commit = await self._writer.commit_batch(
+            readings=readings,
+            windows=window_rows(scored) if scored is not None else None,
+            rejections=pl.concat(parts) if parts else None,
+            offsets=offsets,
+            group=self._group,
+            generation=self.generation,
+        )
+        deltas = window_deltas(scored, commit.windows_changed) if scored is not None else []
+        reasons: dict[str, int] = {}
+        if refused.height:
+            reasons = dict(refused.group_by("reason").len().iter_rows())
+        if bad:
+            reasons["bad_batch"] = len(bad)
+        return PollResult(
+            commit,
+            deltas,
+            readings=0 if readings is None else readings.height,
+            records=n_records,
+            windows=closed.height,
+            rejected=reasons,
+        )
+
+    async def score(self, windows: pl.DataFrame) -> pl.DataFrame:
+        """Closed windows + baseline, factor, delta and avoided kgCO2e (0 outside reporting)."""
+        pairs = windows.select("tenant", "metric").unique()
+        needs = [  # one entry per (tenant, metric) pair, a handful per poll
+            (rule := self._rules.get(t, {}).get(m)) is not None
+            and rule.saving == "baseline_minus_actual"
+            for t, m in pairs.iter_rows()
+        ]
+        flags = pairs.with_columns(needs_baseline=pl.Series(needs, dtype=pl.Boolean))
+        annotated = await self._provider.annotate(
+            windows.join(flags, on=["tenant", "metric"], how="left", maintain_order="left")
+        )
+        parts = []
+        for (tenant,), group in annotated.group_by("tenant", maintain_order=True):
+            rules = self._rules.get(str(tenant), {})
+            parts.append(emission_deltas(group, rules=rules, factors=self._factors))
+        out = pl.concat(parts)
+        outside = ~pl.col("reporting")
+        return out.with_columns(
+            delta=pl.when(outside).then(0.0).otherwise("delta"),
+            avoided_co2e_kg=pl.when(outside).then(0.0).otherwise("avoided_co2e_kg"),
+        )
+
+    async def _rehydrate(
+        self, state: EventTimeState, frame: pl.DataFrame, now_ms: int
+    ) -> EventTimeState:
+        if self._history is None or frame.is_empty():
+            return state
+        seen = frame.select(pl.col("device_id").unique())
+        new = seen.join(known_devices(state).to_frame(), on="device_id", how="anti")
+        if new.is_empty():
+            return state
+        history = await self._history(new["device_id"].to_list())
+        if history.is_empty():
+            return state
+        return merge(state, rebuild(history, now_ms=now_ms, params=self._params))
+
+
+def _split_invalid(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Readings the database must not receive (non-finite value, NUL in text) -> ``bad_reading``."""
+    text = ["tenant", "device_id", "metric", "kind"]
+    bad = ~pl.col("value").is_finite() | pl.any_horizontal(
+        pl.col(c).str.contains("\x00", literal=True) for c in text
+    )
+    invalid = frame.filter(bad).with_columns(
+        [pl.col(c).str.replace_all("\x00", "", literal=True) for c in text],
+        reason=pl.lit("bad_reading"),
+        detail=pl.lit("non-finite value or NUL byte in a text field"),
+    )
+    return frame.filter(~bad), invalid
+
+
+def _decode(partition: int, records: Sequence[Record], bad: list[BadRecord]) -> list[ReadingBatch]:
+    out = []
+    for r in records:  # one loop per Kafka record (a batch of readings), not per reading
+        try:
+            out.append(decode_batch(r.value))
+        except DecodeError as exc:
+            bad.append(BadRecord(partition, r.offset, r.key, r.value, str(exc), r.timestamp_ms))
+    return out

@@ -1,0 +1,91 @@
+"""Prometheus metrics of one processor and its ``/metrics`` + ``/health`` endpoint (127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from pilotstream.logs import get_logger
+
+_log = get_logger(__name__)
+
+
+class ProcessorMetrics:
+    """Lag, batch size, batch latency, readings/s and rejections by reason."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.lag = Gauge("processor_lag", "records behind the log end", ["partition"], registry=r)
+        self.batch_records = Histogram(
+            "processor_batch_records",
+            "Kafka records per committed batch",
+            buckets=(1, 10, 100, 1000, 5000, 20000, 50000),
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "processor_batch_seconds",
+            "poll -> committed transaction",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.readings = Counter("processor_readings", "readings decoded", registry=r)
+        self.readings_per_s = Gauge(
+            "processor_readings_per_s", "readings per second over the last batches", registry=r
+        )
+        self.windows = Counter("processor_windows", "windows closed or restated", registry=r)
+        self.rejections = Counter(
+            "processor_rejections", "refused readings by reason", ["reason"], registry=r
+        )
+        self.deltas = Counter("processor_deltas_published", "window deltas published", registry=r)
+        self._rate_t = time.monotonic()
+        self._rate_n = 0
+
+    def observe_batch(self, readings: int, records: int, seconds: float) -> None:
+        """Record one committed batch."""
+        self.readings.inc(readings)
+        self.batch_records.observe(records)
+        self.batch_seconds.observe(seconds)
+        self._rate_n += readings
+        elapsed = time.monotonic() - self._rate_t
+        if elapsed >= 1.0:
+            self.readings_per_s.set(self._rate_n / elapsed)
+            self._rate_t, self._rate_n = time.monotonic(), 0
+
+    def render(self) -> bytes:
+        """Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+async def serve_http(
+    port: int, metrics: ProcessorMetrics, health: Callable[[], dict[str, Any]]
+) -> asyncio.Server:
+    """Serve ``GET /metrics`` and ``GET /health`` (200 when healthy, else 503) on 127.0.0.1."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), 5)
+            parts = request.decode("latin-1").split()
+            path = parts[1] if len(parts) > 1 else "/"
+            if path == "/metrics":
+                status, body, ctype = 200, metrics.render(), "text/plain; version=0.0.4"
+            elif path == "/health":
+                state = health()
+                status = 200 if state.get("healthy") else 503
+                body, ctype = json.dumps(state).encode(), "application/json"
+            else:
+                status, body, ctype = 404, b"not found\n", "text/plain"
+            head = f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\n"
+            head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError) as exc:
+            _log.debug("http_client_error", error=str(exc))
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", port)

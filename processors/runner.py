@@ -1,0 +1,293 @@
+"""The processor service: a Kafka consumer-group member feeding :class:`BatchProcessor`.
+
+- Offsets live in TimescaleDB, not in Kafka (auto-commit off): on assignment the listener claims
+  the partitions (a new fencing generation), seeks to the stored offsets (none: the beginning) and
+  starts their states empty; devices are rebuilt from the database on first sight.
+- Each ``getmany`` poll is ONE transaction (readings, windows, rejections, offsets); the changed
+  windows then go to the deltas topic (at least once). A lock keeps a rebalance from interleaving
+  with a batch: revocation waits for the batch in flight, which has committed everything.
+- The idle timer runs between polls: windows of devices silent for ``idle_close_s`` close.
+- SIGTERM/SIGINT stop polling; the batch in flight commits; ``exit_when_idle_s`` closes every open
+  window and exits once the lag is zero and nothing arrived for that long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from pilotstream.logs import get_logger
+from pilotstream.registry import load_registry
+from processors.baseline_provider import BaselineProvider, StoredBaselines
+from processors.batch import BatchProcessor, PollResult, Record
+from processors.factors import load_factors
+from processors.kernels import EventTimeParams
+from processors.metrics import ProcessorMetrics, serve_http
+from processors.settings import ProcessorSettings
+from processors.sink import DeltaPublisher
+from processors.state import load_history
+from storage.offsets import claim_partitions
+from storage.writer import Writer
+
+log = get_logger(__name__)
+ProviderFactory = Callable[[psycopg.AsyncConnection], BaselineProvider]
+
+
+def event_time_params(s: ProcessorSettings) -> EventTimeParams:
+    """Kernel parameters from the settings."""
+    return EventTimeParams(
+        allowed_lateness_ms=s.allowed_lateness_s * 1000,
+        max_future_ms=s.max_future_skew_s * 1000,
+        min_coverage=s.min_coverage,
+    )
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: ProcessorService):
+        self._svc = service
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._svc.revoked([tp.partition for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._svc.assigned([tp.partition for tp in assigned])
+
+
+class ProcessorService:
+    """One processor process (see module doc); ``await run()`` returns an exit code."""
+
+    def __init__(self, settings: ProcessorSettings, *, provider: ProviderFactory | None = None):
+        self.s = settings
+        self.metrics = ProcessorMetrics()
+        self._provider_factory = provider
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._epoch = 0  # bumped at every assignment: records polled before it are dropped
+        self._assigned: list[int] = []
+        self._consumer: AIOKafkaConsumer | None = None
+        self._conn: psycopg.AsyncConnection | None = None
+        self._proc: BatchProcessor | None = None
+        self._last_batch = time.monotonic()
+        self._healthy = False
+
+    def stop(self) -> None:
+        """Ask the service to drain and exit (signal handlers call this)."""
+        self._stop.set()
+
+    def health(self) -> dict[str, Any]:
+        """State for ``/health``."""
+        return {
+            "healthy": self._healthy,
+            "partitions": self._assigned,
+            "seconds_since_batch": round(time.monotonic() - self._last_batch, 1),
+        }
+
+    async def run(self) -> int:
+        """Consume until stopped (or idle with ``exit_when_idle_s``); 0 on a clean exit."""
+        s = self.s
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        registry = load_registry(s.registry_file)
+        factors = load_factors(s.factors_file)
+        params = event_time_params(s)
+        self._conn = await psycopg.AsyncConnection.connect(s.pg_dsn, autocommit=True)
+        provider = (self._provider_factory or self._stored_baselines(registry))(self._conn)
+        producer = None
+        if s.publish_deltas:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=s.kafka_bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=5,
+            )
+            await producer.start()
+        conn = self._conn
+
+        async def history(ids: list[str]) -> Any:
+            return await load_history(
+                conn, ids, params=params, margin_ms=s.rehydrate_margin_s * 1000
+            )
+
+        try:
+            async with Writer(dsn=s.pg_dsn) as writer:
+                self._proc = BatchProcessor(
+                    writer=writer,
+                    provider=provider,
+                    registry=registry,
+                    factors=factors,
+                    params=params,
+                    topic=s.readings_topic,
+                    group=s.group_id,
+                    history=history,
+                    dead_letter_max_bytes=s.dead_letter_max_bytes,
+                )
+                publisher = (
+                    DeltaPublisher(producer=producer, topic=s.deltas_topic) if producer else None
+                )
+                return await self._serve(publisher)
+        finally:
+            if producer is not None:
+                await producer.stop()
+            await self._conn.close()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def _stored_baselines(self, registry: Any) -> ProviderFactory:
+        return lambda conn: StoredBaselines(
+            conn=conn,
+            registry=registry,
+            baseline_days=self.s.baseline_days,
+            refresh_s=self.s.baseline_refresh_s,
+        )
+
+    async def _serve(self, publisher: DeltaPublisher | None) -> int:
+        s = self.s
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=s.fetch_max_bytes,
+            max_partition_fetch_bytes=s.fetch_max_bytes // 4,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=max(500, s.session_timeout_ms // 4),
+        )
+        self._consumer = consumer
+        consumer.subscribe([s.readings_topic], listener=_Listener(self))
+        await consumer.start()
+        server = (
+            await serve_http(s.metrics_port, self.metrics, self.health) if s.metrics_port else None
+        )
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._consume(consumer, publisher), name="consume")
+            return 0
+        finally:
+            if server is not None:
+                server.close()
+            await consumer.stop()
+            self._healthy = False
+
+    async def _consume(self, consumer: AIOKafkaConsumer, publisher: DeltaPublisher | None) -> None:
+        s, proc = self.s, self._proc
+        assert proc is not None
+        last_record = last_idle = time.monotonic()
+        while not self._stop.is_set():
+            epoch = self._epoch
+            polled = await consumer.getmany(
+                timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records
+            )
+            started = time.monotonic()
+            self._healthy = True
+            async with self._lock:
+                if polled and epoch == self._epoch:
+                    last_record = started
+                    records = {
+                        tp.partition: [Record(m.offset, m.key, m.value, m.timestamp) for m in msgs]
+                        for tp, msgs in polled.items()
+                        if tp.topic == s.readings_topic
+                    }
+                    log.debug(
+                        "poll",
+                        offsets={p: (r[0].offset, r[-1].offset) for p, r in records.items()},
+                    )
+                    result = await proc.process(records, now_ms=_now_ms())
+                    await self._after(result, started, publisher)
+                if started - last_idle >= s.idle_check_s:
+                    last_idle = started
+                    result = await proc.close_idle(now_ms=_now_ms(), idle_ms=s.idle_close_s * 1000)
+                    await self._after(result, started, publisher)
+            lag = await self._update_lag(consumer)
+            if s.exit_when_idle_s and lag == 0 and started - last_record >= s.exit_when_idle_s:
+                async with self._lock:
+                    result = await proc.close_idle(now_ms=_now_ms(), idle_ms=0)
+                    await self._after(result, started, publisher)
+                log.info("exit_when_idle", idle_s=round(started - last_record, 1))
+                return
+        log.info("draining", partitions=self._assigned)
+
+    async def _after(
+        self, result: PollResult, started: float, publisher: DeltaPublisher | None
+    ) -> None:
+        if result.commit is None:
+            return
+        self._last_batch = time.monotonic()
+        self.metrics.observe_batch(result.readings, result.records, self._last_batch - started)
+        self.metrics.windows.inc(result.windows)
+        for reason, n in result.rejected.items():
+            self.metrics.rejections.labels(reason).inc(n)
+        if publisher is not None and result.deltas:
+            self.metrics.deltas.inc(await publisher.publish(result.deltas))
+
+    async def _update_lag(self, consumer: AIOKafkaConsumer) -> int | None:
+        """Total lag of the assigned partitions; None while a log end is unknown."""
+        total = 0
+        for p in list(self._assigned):
+            tp = TopicPartition(self.s.readings_topic, p)
+            end = consumer.highwater(tp)
+            if end is None:
+                return None
+            try:
+                pos = await consumer.position(tp)
+            except Exception:  # partition revoked meanwhile: lag unknown
+                return None
+            self.metrics.lag.labels(str(p)).set(max(0, end - pos))
+            total += max(0, end - pos)
+        return total
+
+    async def revoked(self, partitions: list[int]) -> None:
+        """Rebalance: wait for the batch in flight (it committed), then drop the states."""
+        async with self._lock:
+            if self._proc is not None:
+                self._proc.revoke(partitions)
+            self._assigned = [p for p in self._assigned if p not in partitions]
+            log.info("partitions_revoked", partitions=partitions)
+
+    async def assigned(self, partitions: list[int]) -> None:
+        """Rebalance: claim (fence older owners), seek to the stored offsets, start empty states."""
+        async with self._lock:
+            assert self._conn is not None
+            assert self._consumer is not None
+            assert self._proc is not None
+            self._epoch += 1
+            claim = await claim_partitions(
+                self._conn,
+                group=self.s.group_id,
+                topic=self.s.readings_topic,
+                partitions=partitions,
+            )
+            tps = {p: TopicPartition(self.s.readings_topic, p) for p in partitions}
+            fresh = [tp for p, tp in tps.items() if p not in claim.offsets]
+            # an explicit position: seek_to_beginning resets lazily and may redeliver a fetch
+            starts = await self._consumer.beginning_offsets(fresh) if fresh else {}
+            for p, tp in tps.items():
+                self._consumer.seek(tp, claim.offsets[p] if p in claim.offsets else starts[tp])
+            self._proc.assign(
+                partitions,
+                claim.generation,
+                {p: claim.offsets.get(p, starts.get(tps[p], 0)) for p in partitions},
+            )
+            self._assigned = sorted(partitions)
+            log.info(
+                "partitions_assigned",
+                partitions=partitions,
+                generation=claim.generation,
+                stored=len(claim.offsets),
+            )
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def run_processor(settings: ProcessorSettings) -> int:
+    """Run one processor until SIGTERM (or idle); returns the exit code."""
+    return await ProcessorService(settings).run()
