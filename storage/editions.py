@@ -60,13 +60,12 @@ def apply_edition_features(
             "WHERE hypertable_schema = current_schema() AND hypertable_name = %s",
             (table,),
         ).fetchone()
-        if enabled and enabled[0]:
-            continue  # settings cannot change once chunks are compressed; keep them
-        conn.execute(
-            f"ALTER TABLE {table} SET (timescaledb.compress, "
-            f"timescaledb.compress_segmentby = '{segment_by}', "
-            f"timescaledb.compress_orderby = '{order_by}')"
-        )
+        if not (enabled and enabled[0]):  # settings cannot change once chunks are compressed
+            conn.execute(
+                f"ALTER TABLE {table} SET (timescaledb.compress, "
+                f"timescaledb.compress_segmentby = '{segment_by}', "
+                f"timescaledb.compress_orderby = '{order_by}')"
+            )
         conn.execute(
             f"SELECT add_compression_policy('{table}', interval '{after}', if_not_exists => true)"
         )
