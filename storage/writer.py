@@ -1,12 +1,15 @@
 """The writer: one transaction per processed batch with readings, window results, rejections and
 the batch's consumer offsets, so results and offsets are stored together or not at all.
 
-Readings go through a binary COPY (buffer built with numpy, :mod:`storage.pgbinary`) into a
-temporary table, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` into the hypertable, so
-redelivered readings are counted as duplicates rather than failing the batch. Window results are
-upserted; their revision and ``updated_at`` move only when a value changed; the daily rollup of the
-touched days is recomputed in the same transaction. Offsets are written last, fenced by the
-owner generation (:mod:`storage.offsets`).
+Readings travel as a binary COPY stream built with numpy (:mod:`storage.pgbinary`), encoded in
+chunks while the server ingests the previous one. They are copied straight into the hypertable in
+a savepoint; if any is already stored (a redelivery), the savepoint is rolled back and the same
+bytes go through the temporary stage table and ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``,
+so duplicates are counted, never fatal. Window results are upserted; their revision and
+``updated_at`` move only when a value changed, and the daily rollup of the touched local days is
+recomputed in the same transaction. Offsets are written last, fenced by the owner generation
+(:mod:`storage.offsets`). Input is checked before anything reaches the database
+(:mod:`storage.frames`); transient failures are retried with capped, jittered backoff.
 """
 
 from __future__ import annotations
