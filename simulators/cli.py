@@ -1,8 +1,8 @@
 """Verbs ``pilotstream simulate`` and ``pilotstream replay``.
 
-pilotstream simulate demo --to file --out sim-out/demo
-pilotstream simulate demo --to mqtt --end-at now --out sim-out/live
-pilotstream replay sim-out/demo --to mqtt --speed 3600
+pilotstream simulate demo --to file --out out/sim/demo
+pilotstream simulate demo --to mqtt --end-at now --out out/sim/live
+pilotstream replay out/sim/demo --to mqtt --speed 3600
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> list[str]:  # type: ignore[type
         type=Path,
         default=None,
         help="folder for messages.jsonl, readings.parquet, truth.*, faults.* "
-        "(default sim-out/<scenario> for --to file; optional record for mqtt/kafka)",
+        "(default out/sim/<scenario> for --to file; optional record for mqtt/kafka)",
     )
     sim.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     sim.add_argument(
@@ -94,7 +94,7 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.end_at == "now":
         scn = end_at_now(scn)
     run = simulate(scn)
-    out = args.out or (Path("sim-out") / scn.name if args.to == "file" else None)
+    out = args.out or (Path("out") / "sim" / scn.name if args.to == "file" else None)
     if out is not None:
         write_run(run, out)
         print(

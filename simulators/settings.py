@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pilotstream.settings import BaseSettings, _refuse, setting
+from pilotstream.errors import SettingsError
+from pilotstream.settings import BaseSettings, env_name, setting
 from pilotstream.topics import READINGS
 
 
@@ -26,3 +27,8 @@ class SimulatorSettings(BaseSettings):
             _refuse("kafka_topic", "must not be empty")
         if self.mqtt_max_outstanding < 1:
             _refuse("mqtt_max_outstanding", f"must be >= 1, not {self.mqtt_max_outstanding}")
+
+
+def _refuse(name: str, why: str) -> None:
+    msg = f"setting {name} ({env_name(name)}): {why}"
+    raise SettingsError(msg)

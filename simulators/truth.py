@@ -128,6 +128,19 @@ def truth_frame(chunks: Iterable[GroupChunk], scn: Scenario) -> pl.DataFrame:
     return out
 
 
+def ground_truth(scenario: str | Scenario, *, seed: int | None = None) -> pl.DataFrame:
+    """The ground truth of a scenario (name, path or loaded), generated without encoding messages.
+
+    The truth does not depend on the fault rates: faults change what devices send, not what happened.
+    """
+    from simulators.generate import generate_chunks
+    from simulators.scenario import load_scenario, with_overrides
+
+    scn = load_scenario(scenario) if isinstance(scenario, str) else scenario
+    scn = with_overrides(scn, seed=seed)
+    return truth_frame(generate_chunks(scn), scn)
+
+
 def _rule(scn: Scenario, tenant: str, metric: str) -> tuple[str, str, str, float, bool, float, str]:
     """(tenant, metric, unit, sign, on_actual, kgCO2e per avoided unit, factor_id) of a pilot metric."""
     pilot = scn.registry.pilots[tenant]

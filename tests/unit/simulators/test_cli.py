@@ -47,3 +47,20 @@ async def test_replay_keeps_the_virtual_clock() -> None:
     assert state.sent == 3
     assert state.virtual_ms == 7_200_000
     assert "3 of 3 messages" in state.describe()
+
+
+def test_settings_refuse_a_zero_window() -> None:
+    from pilotstream.errors import SettingsError
+    from simulators.settings import SimulatorSettings
+
+    with pytest.raises(SettingsError, match="mqtt_max_outstanding"):
+        SimulatorSettings.load(env={}, overrides={"mqtt_max_outstanding": "0"})
+
+
+def test_help_does_not_load_numpy_or_polars() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, pilotstream.cli as c; c.build_parser(); print('polars' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
