@@ -84,4 +84,5 @@ def solar_elevation_sin(ts_ms: np.ndarray, lat: float, lon: float) -> np.ndarray
     solar_hour = np.mod(days, 1.0) * 24 + lon / 15.0
     hour_angle = np.deg2rad(15.0 * (solar_hour - 12.0))
     phi = np.deg2rad(lat)
-    return np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.cos(hour_angle)
+    out: np.ndarray = np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.cos(hour_angle)
+    return out

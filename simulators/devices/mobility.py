@@ -26,13 +26,15 @@ def commute_profile(hour: np.ndarray, weekday: np.ndarray) -> np.ndarray:
     )
     rest = 0.1 + 0.6 * np.exp(-(((hour - 14.0) / 3.0) ** 2))
     night = (hour < 5.0) * 0.8
-    return np.where(weekday < 5, work, rest) * (1.0 - night)
+    out: np.ndarray = np.where(weekday < 5, work, rest) * (1.0 - night)
+    return out
 
 
 def raining(ctx: ModelContext) -> np.ndarray:
     """Boolean per grid step: it rains in that hour."""
     hour_idx = (ctx.grid.ts_ms - ctx.weather.hour_ts_ms[0]) // HOUR_MS
-    return ctx.weather.hour_rain[hour_idx] > 0.0
+    wet: np.ndarray = ctx.weather.hour_rain[hour_idx] > 0.0
+    return wet
 
 
 def traffic_counter(ctx: ModelContext, g: DeviceGroup, ids: tuple[str, ...]) -> list[Block]:

@@ -8,6 +8,7 @@ while it is still published by its own pilot's MQTT user (the broker ACL refuses
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -115,7 +116,7 @@ def _payload_faults() -> pl.Expr:
     f, p = pl.col("fault"), pl.col("payload")
     pad = '{"padding":"' + "x" * OVERSIZED_BYTES + '",'
     deep = '{"deep":' + "[" * DEEP_LEVELS + "]" * DEEP_LEVELS + ","
-    expr = pl.when(f == "broken_json").then(p.str.slice(0, p.str.len_bytes() // 2))
+    expr: Any = pl.when(f == "broken_json").then(p.str.slice(0, p.str.len_bytes() // 2))
     expr = expr.when(f == "oversized").then(p.str.replace("{", pad, literal=True, n=1))
     expr = expr.when(f == "deep_nesting").then(p.str.replace("{", deep, literal=True, n=1))
     for fmt, pattern in _FIRST_NUMBER.items():
@@ -126,4 +127,5 @@ def _payload_faults() -> pl.Expr:
         if fmt == "ocpp":
             nf = pl.concat_str([pl.lit('${1}"'), pl.col("_nf"), pl.lit('"')])
         expr = expr.when(is_fmt & (f == "non_finite")).then(p.str.replace(pattern, nf, n=1))
-    return expr.otherwise(p)
+    result: pl.Expr = expr.otherwise(p)
+    return result

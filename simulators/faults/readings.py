@@ -115,7 +115,8 @@ def _draw_kinds(
 
 def _skews(rng: np.random.Generator, n: int) -> np.ndarray:
     """Clock skews of 1 to 10 minutes either way, whole seconds."""
-    return rng.integers(60, 601, n) * rng.choice(np.array([-1, 1]), n)
+    skew: np.ndarray = rng.integers(60, 601, n) * rng.choice(np.array([-1, 1]), n)
+    return skew
 
 
 def _series_faults(

@@ -130,9 +130,9 @@ def resolve_senml(pack: Any) -> list[tuple[str, float, str, float]]:
         bv = _num(rec.get("bv", bv))
         out.append(
             (
-                bn + rec.get("n", ""),
+                str(bn) + str(rec.get("n", "")),
                 bt + _num(rec.get("t", 0.0)),
-                rec.get("u", bu),
+                str(rec.get("u", bu)),
                 bv + _num(rec["v"]),
             )
         )

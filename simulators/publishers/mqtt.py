@@ -74,7 +74,7 @@ class MqttPublisher:
     def publish(self, user: str, topic: str, payload: bytes, msg_id: str) -> None:
         """Publish one message as ``user`` (blocks while too many are unacknowledged)."""
         client = self._clients.get(user) or self._connect(user)
-        props = Properties(PacketTypes.PUBLISH)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.UserProperty = ("msg-id", msg_id)
         with self._cond:
             while len(self._pending) >= self._max:
