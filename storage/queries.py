@@ -227,6 +227,26 @@ async def latest_readings(
     )
 
 
+_REGISTERS = """
+SELECT m.device_id, m.metric, m.register_max
+FROM {s}.device_metrics m JOIN {s}.devices d ON d.id = m.device_id
+WHERE m.register_max IS NOT NULL AND (%(tenant)s::text IS NULL OR d.tenant = %(tenant)s)
+ORDER BY m.device_id, m.metric
+"""
+
+
+async def register_maxima(
+    conn: psycopg.AsyncConnection, *, tenant: str | None = None
+) -> pl.DataFrame:
+    """Known register maxima of counters (for rollover detection): device_id, metric, register_max."""
+    return await _frame(
+        conn,
+        sql.SQL(_REGISTERS).format(s=sql.Identifier("public")),
+        {"tenant": tenant},
+        {"device_id": pl.String, "metric": pl.String, "register_max": pl.Float64},
+    )
+
+
 _LAG = """
 SELECT u.topic, u.partition, o.next_offset, u.end_offset,
     greatest(u.end_offset - coalesce(o.next_offset, 0), 0) AS lag
