@@ -21,10 +21,10 @@ def test_db_migrate_dry_run_migrate_rerun_and_retention(
         assert main(["db", "migrate", "--dry-run", *db]) == 0
         out = capsys.readouterr().out
         assert "would apply 0001_registry" in out
-        assert "6 migration(s) pending" in out
+        assert "7 migration(s) pending" in out
         assert main(["db", "migrate", *db]) == 0
         out = capsys.readouterr().out
-        assert "applied 0006_default_privileges" in out
+        assert "applied 0007_tenant_device_metrics" in out
         assert "10 pilots, 18 emission factors, 10 pilot roles" in out
         assert main(["db", "migrate", *db]) == 0
         assert "0 migration(s) applied" in capsys.readouterr().out

@@ -53,6 +53,11 @@ async def _load(aconn: psycopg.AsyncConnection) -> None:
         "('paris-energy-1-d', 'paris-energy-1', 'meter'), "
         "('amsterdam-mobility-1-d', 'amsterdam-mobility-1', 'bike_counter')"
     )
+    await aconn.execute(
+        "INSERT INTO device_metrics (device_id, metric, unit, kind) VALUES "
+        "('paris-energy-1-d', 'power.active', 'kW', 'gauge'), "
+        "('amsterdam-mobility-1-d', 'traffic.count.bike', 'count', 'delta')"
+    )
 
 
 def _reachable(conn: psycopg.Connection, role: str) -> set[str]:
@@ -105,8 +110,9 @@ async def test_each_pilot_sees_only_its_rows(db: str, aconn: psycopg.AsyncConnec
                         (tenant,),
                     ).fetchone()
                     assert others == (0,), (tenant, view)
-                devices = conn.execute("SELECT count(*) FROM tenant_api.devices").fetchone()
-                assert devices == (1 if own[0] else 0,)
+                for view in ("devices", "device_metrics"):
+                    rows = conn.execute(f"SELECT count(*) FROM tenant_api.{view}").fetchone()
+                    assert rows == (1 if own[0] else 0,), (tenant, view)
                 city = conn.execute("SELECT id FROM tenant_api.cities").fetchall()
                 assert city == [(tenant.split("-")[0],)]
                 for table in (
