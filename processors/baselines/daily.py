@@ -199,7 +199,7 @@ def select_candidate(y: np.ndarray, temp: np.ndarray, p: DailyParams) -> dict[st
     return best
 
 
-def _both(  # noqa: PLR0917 - private helper over precomputed arrays
+def _both(
     y: np.ndarray,
     yc: np.ndarray,
     syy: float,

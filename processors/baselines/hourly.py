@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from processors.baselines.metrics import grouped_fit_metrics
-from processors.baselines.model import FittedModel
+from processors.baselines.model import FittedModel, stacked
 
 EDGES_C: tuple[float, ...] = tuple(round((f - 32) * 5 / 9, 3) for f in (30, 45, 55, 65, 75, 90))
 N_SEG = len(EDGES_C) + 1
@@ -181,13 +181,13 @@ def predict_hourly(models: list[FittedModel], frame: pl.DataFrame, *, tz: str) -
 
 
 def _stack(models: list[FittedModel]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    alpha = np.array([m.params["alpha"] for m in models], dtype=np.float64).reshape(-1, 12, N_TOW)
-    beta = np.array([m.params["beta"] for m in models], dtype=np.float64).reshape(-1, 12, 2, N_SEG)
-    occ = np.array([m.params["occupied"] for m in models], dtype=bool).reshape(-1, 12, N_TOW)
-    return alpha, beta, occ
+    _, alpha = stacked(models, "alpha", (12, N_TOW))
+    _, beta = stacked(models, "beta", (12, 2, N_SEG))
+    _, occ = stacked(models, "occupied", (12, N_TOW))
+    return alpha, beta, occ.astype(bool)
 
 
-def _predict_arrays(  # noqa: PLR0917 - parallel arrays of one gather
+def _predict_arrays(
     alpha: np.ndarray,
     beta: np.ndarray,
     occ: np.ndarray,
@@ -205,7 +205,7 @@ def _month_weighted(x: np.ndarray, w: float) -> np.ndarray:
     return x + w * (np.roll(x, 1, axis=1) + np.roll(x, -1, axis=1))
 
 
-def _fit_block(  # noqa: PLR0917 - parallel arrays of one block
+def _fit_block(
     dev: np.ndarray,
     n_dev: int,
     y: np.ndarray,
@@ -249,7 +249,7 @@ def _fit_block(  # noqa: PLR0917 - parallel arrays of one block
     return alpha, beta, occ
 
 
-def _occupancy(  # noqa: PLR0917 - parallel arrays of one block
+def _occupancy(
     dev: np.ndarray,
     n_dev: int,
     y: np.ndarray,

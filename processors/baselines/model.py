@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import polars as pl
 
 from processors.baselines.metrics import FitMetrics
 
@@ -98,3 +103,39 @@ class FittedModel:
         )
         digest = hashlib.sha256(body.encode()).hexdigest()[:12]
         return f"{self.method}:{self.device_id}:{digest}"
+
+
+_STACKS: OrderedDict[tuple[str, tuple[str, ...]], tuple[pl.DataFrame, np.ndarray]] = OrderedDict()
+_STACKS_MAX = 8
+
+
+def stacked(
+    models: Sequence[FittedModel], param: str, shape: tuple[int, ...]
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """Models' ``param`` arrays stacked (M, *shape) with an index frame (device_id, metric, _m,
+    baseline_model_id); the last few stacks are cached by model ids, since a processor predicts
+    with the same models batch after batch."""
+    key = (param, tuple(m.model_id for m in models))
+    hit = _STACKS.get(key)
+    if hit is not None:
+        _STACKS.move_to_end(key)
+        return hit
+    index = pl.DataFrame(
+        {
+            "device_id": [m.device_id for m in models],
+            "metric": [m.metric for m in models],
+            "_m": np.arange(len(models), dtype=np.int64),
+            "baseline_model_id": [m.model_id for m in models],
+        },
+        schema={
+            "device_id": pl.String,
+            "metric": pl.String,
+            "_m": pl.Int64,
+            "baseline_model_id": pl.String,
+        },
+    )
+    values = np.array([m.params[param] for m in models], dtype=np.float64).reshape(-1, *shape)
+    _STACKS[key] = (index, values)
+    if len(_STACKS) > _STACKS_MAX:
+        _STACKS.popitem(last=False)
+    return index, values

@@ -12,7 +12,7 @@ import polars as pl
 
 from processors.baselines.hourly import N_TOW, calendar_of, local_calendar
 from processors.baselines.metrics import grouped_fit_metrics
-from processors.baselines.model import FittedModel
+from processors.baselines.model import FittedModel, stacked
 
 DAY_MS = 86_400_000
 
@@ -89,15 +89,8 @@ def predict_tow(models: list[FittedModel], frame: pl.DataFrame, *, tz: str) -> p
     Returns:
         ``frame`` with ``baseline`` (null where the device has no model) and ``baseline_model_id``.
     """
-    index = pl.DataFrame(
-        {
-            "device_id": [m.device_id for m in models],
-            "_m": np.arange(len(models), dtype=np.int64),
-            "baseline_model_id": [m.model_id for m in models],
-        },
-        schema_overrides={"device_id": pl.String, "baseline_model_id": pl.String},
-    )
-    means = np.array([m.params["means"] for m in models], dtype=np.float64).reshape(-1, N_TOW)
+    index, means = stacked(models, "means", (N_TOW,))
+    index = index.drop("metric")
     rows = frame.join(index, on="device_id", how="left", maintain_order="left")
     rows = rows.join(calendar_of(rows["ts_ms"], tz), on="ts_ms", how="left", maintain_order="left")
     known = rows["_m"].is_not_null().to_numpy()

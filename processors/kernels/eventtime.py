@@ -179,7 +179,10 @@ def _emit_and_evict(
     widest_ms = max(params.widths_s) * 1000
     wm = state.watermarks.select("device_id", "watermark_ms")
     current = pl.concat(
-        [aggregate(live, w, min_coverage=params.min_coverage) for w in params.widths_s]
+        [
+            aggregate(live, w, min_coverage=params.min_coverage, presorted=True)
+            for w in params.widths_s
+        ]
     )
     closed = current.join(wm, on="device_id", how="left").filter(
         pl.col("bucket_start_ms") + pl.col("width_s") * 1000 < pl.col("watermark_ms")
