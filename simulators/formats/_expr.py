@@ -20,7 +20,8 @@ def iso(col: str = "ts_ms") -> pl.Expr:
 def sent_value() -> pl.Expr:
     """The number a device sends: the canonical ``value`` expressed in the reading's ``unit``."""
     scale = pl.col("unit").replace_strict({u: s for u, (_, s, _) in UNITS.items()}, default=1.0)
-    return (pl.col("value") / scale).round(6)
+    offset = pl.col("unit").replace_strict({u: o for u, (_, _, o) in UNITS.items()}, default=0.0)
+    return ((pl.col("value") - offset) / scale).round(6)
 
 
 def json_number(expr: pl.Expr) -> pl.Expr:

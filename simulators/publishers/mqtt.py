@@ -7,6 +7,7 @@ PUBACK whose reason code is "not authorized"; the publisher counts those as ``re
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ class MqttPublisher:
         s = self._settings
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"{self._prefix}-{user}",
+            client_id=f"{self._prefix}-{os.getpid()}-{user}",  # two runs never kick each other off
             protocol=mqtt.MQTTv5,
         )
         client.username_pw_set(user, s.mqtt_pilot_password)
