@@ -26,6 +26,7 @@ def register(sub: Any) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
 
     from ingest.service import run_gateway
     from ingest.settings import GatewaySettings
@@ -33,4 +34,8 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(GatewaySettings, args)
     configure(settings.log_level)
+    if settings.log_level.upper() != "DEBUG":
+        # aiokafka logs every failed reconnect (many per second while Kafka is away); the
+        # gateway logs the outage itself (kafka_delivery_failed, kafka_still_down, spool_drained)
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     return asyncio.run(run_gateway(settings))
