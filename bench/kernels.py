@@ -9,6 +9,7 @@ the readings topic would after decoding. Target: >= 2,000,000 readings/s.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -106,11 +107,13 @@ def run(quick: bool) -> dict[str, Any]:
     state, _ = chain(data[0], state)  # warm-up: first poll has no predecessors yet
     readings = windows = 0
     started = time.perf_counter()
+    cpu_started = time.process_time()
     for batches in data[1:]:
         state, n_windows = chain(batches, state)
         readings += sum(len(b) for b in batches)
         windows += n_windows
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started  # all threads of this process
     rate = readings / seconds
     progress(f"{readings} readings, {windows} window results in {seconds:.2f} s")
     return summary(
@@ -127,6 +130,8 @@ def run(quick: bool) -> dict[str, Any]:
             "readings": readings,
             "window_results": windows,
             "seconds": round(seconds, 3),
+            "cpu_seconds": round(cpu_seconds, 3),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
             "rss_mb": rss_mb(),
             "target_readings_per_s": 2_000_000,
         },

@@ -139,3 +139,36 @@ def test_mobility_counts_avoided_within_5_percent() -> None:
         tz=TZ,
     )
     assert quarter["baseline"][0] == pytest.approx(pred["baseline"][0] / 4)
+
+
+def test_tow_sufficiency_reasons() -> None:
+    ts = T0 + np.arange(7 * 24, dtype=np.int64) * HOUR_MS  # one week: each hour of week once
+    frame = pl.DataFrame({"device_id": "c", "ts_ms": ts, "usage": np.ones(len(ts))})
+    (m,) = fit_tow(frame, tz=TZ, metric="traffic.count.car", period=(T0, T0 + 7 * DAY_MS))
+    assert m.reasons == ("baseline_too_short", "tow_slots_sparse")
+    assert not m.usable
+
+
+def test_model_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="method"):
+        FittedModel(
+            method="magic",
+            device_id="d",
+            metric="m",
+            period_start_ms=0,
+            period_end_ms=1,
+            params={},
+            metrics=None,
+            sufficient=False,
+        )
+    with pytest.raises(ValueError, match="period_end_ms"):
+        FittedModel(
+            method="tow",
+            device_id="d",
+            metric="m",
+            period_start_ms=5,
+            period_end_ms=1,
+            params={},
+            metrics=None,
+            sufficient=False,
+        )
