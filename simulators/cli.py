@@ -10,10 +10,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pilotstream.cli import EXIT_OK, add_settings_args, settings_from_args
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from simulators.replay import Pace, ReplayState, Send
+    from simulators.settings import SimulatorSettings
+
+EXIT_INTERRUPTED = 130
 
 OUTPUTS = ("mqtt", "kafka", "file")
 
@@ -124,7 +133,7 @@ def _replay(args: argparse.Namespace) -> int:
     return _to_kafka(kafka_items(args.file), settings, pace)
 
 
-def _to_mqtt(items: Any, settings: Any, pace: Any) -> int:
+def _to_mqtt(items: pl.DataFrame, settings: SimulatorSettings, pace: Pace) -> int:
     from simulators.publishers.mqtt import MqttPublisher
 
     pub = MqttPublisher(
@@ -137,8 +146,8 @@ def _to_mqtt(items: Any, settings: Any, pace: Any) -> int:
         pub.publish(row["user"], row["topic"], row["payload"].encode(), row["msg_id"])
 
     try:
-        code = _drive(items, send, pace, "MQTT")
-        pub.flush()
+        code = _interruptible(lambda state: _drive(items, send, pace, "MQTT", state), items.height)
+        pub.flush()  # also after Ctrl-C: what was handed to paho is delivered
     finally:
         pub.close()
     s = pub.stats
@@ -149,36 +158,29 @@ def _to_mqtt(items: Any, settings: Any, pace: Any) -> int:
     return code
 
 
-def _to_kafka(items: Any, settings: Any, pace: Any) -> int:
+def _to_kafka(items: pl.DataFrame, settings: SimulatorSettings, pace: Pace) -> int:
     from simulators.publishers.kafka import KafkaPublisher
 
-    holder: dict[str, KafkaPublisher] = {}
-
-    async def send(row: dict[str, Any]) -> None:
-        await holder["k"].send(row["key"], row["value"])
-
-    async def main() -> int:
+    async def main(state: ReplayState) -> int:
         async with KafkaPublisher(settings=settings, topic=settings.kafka_topic) as k:
-            holder["k"] = k
-            return await _drive_async(items, send, pace, f"Kafka {settings.kafka_topic}")
 
-    return _run_interruptible(main)
+            async def send(row: dict[str, Any]) -> None:
+                await k.send(row["key"], row["value"])
 
+            code = await _drive(items, send, pace, f"Kafka {settings.kafka_topic}", state)
+        print(f"Kafka: {k.sent} reading batches acknowledged on {k.topic}", file=sys.stderr)
+        return code
 
-def _drive(items: Any, send: Any, pace: Any, label: str) -> int:
-    return _run_interruptible(lambda: _drive_async(items, send, pace, label))
-
-
-_STATE: dict[str, Any] = {}
+    return _interruptible(main, items.height)
 
 
-async def _drive_async(items: Any, send: Any, pace: Any, label: str) -> int:
+async def _drive(
+    items: pl.DataFrame, send: Send, pace: Pace, label: str, state: ReplayState
+) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from simulators.replay import ReplayState, replay
+    from simulators.replay import replay
 
-    state = ReplayState(total=items.height)
-    _STATE["state"] = state
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -186,22 +188,22 @@ async def _drive_async(items: Any, send: Any, pace: Any, label: str) -> int:
         TimeElapsedColumn(),
     )
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task(f"{label}", total=state.total)
+        task = progress.add_task(label, total=state.total)
 
         def update(s: ReplayState) -> None:
-            progress.update(
-                task, completed=s.sent, description=f"{label} {s.describe().split(', ')[1]}"
-            )
+            progress.update(task, completed=s.sent, description=f"{label} at {s.virtual_time()}")
 
         await replay(items, send, pace=pace, state=state, on_progress=update)
     return EXIT_OK
 
 
-def _run_interruptible(make: Any) -> int:
+def _interruptible(make: Callable[[ReplayState], Coroutine[Any, Any, int]], total: int) -> int:
+    """Run the replay; Ctrl-C stops it and says how far it got (exit 130)."""
+    from simulators.replay import ReplayState
+
+    state = ReplayState(total=total)
     try:
-        return int(asyncio.run(make()))
+        return asyncio.run(make(state))
     except KeyboardInterrupt:
-        state = _STATE.get("state")
-        how_far = state.describe() if state is not None else "nothing sent"
-        print(f"stopped by Ctrl-C after {how_far}", file=sys.stderr)
-        return 130
+        print(f"stopped by Ctrl-C after {state.describe()}", file=sys.stderr)
+        return EXIT_INTERRUPTED

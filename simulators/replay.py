@@ -27,10 +27,15 @@ class ReplayState:
     sent: int = 0  # messages handed to the sink
     virtual_ms: int = 0  # delivery time of the last message sent, UTC ms
 
+    def virtual_time(self) -> str:
+        """Delivery time of the last message sent, ISO UTC ("-" before the first)."""
+        if not self.sent:
+            return "-"
+        return datetime.fromtimestamp(self.virtual_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
     def describe(self) -> str:
         """``1234 of 5000 messages, virtual time 2026-02-01T10:00:00Z``."""
-        when = datetime.fromtimestamp(self.virtual_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return f"{self.sent} of {self.total} messages, virtual time {when if self.sent else '-'}"
+        return f"{self.sent} of {self.total} messages, virtual time {self.virtual_time()}"
 
 
 @dataclass(frozen=True, slots=True)
