@@ -20,6 +20,7 @@ from processors.kernels.eventtime import (
     EventTimeState,
     StepResult,
     close_idle,
+    rebuild_state,
     step,
 )
 from processors.kernels.windows import WIDTHS_S, WINDOW_SCHEMA, aggregate, bucket_start
@@ -46,6 +47,7 @@ __all__ = [
     "mode_shift_kg",
     "mode_shift_terms",
     "pilot_rules",
+    "rebuild_state",
     "robust_stats",
     "step",
     "window_factors",

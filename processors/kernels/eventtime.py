@@ -275,5 +275,52 @@ __all__ = [
     "EventTimeState",
     "StepResult",
     "close_idle",
+    "rebuild_state",
     "step",
 ]
+
+
+def rebuild_state(
+    readings: pl.DataFrame,
+    emitted: pl.DataFrame,
+    *,
+    now_ms: int,
+    params: EventTimeParams,
+    intervals: pl.DataFrame | None = None,
+    register_max: pl.DataFrame | None = None,
+    reference: pl.DataFrame | None = None,
+) -> EventTimeState:
+    """The state of a partition rebuilt from stored rows (on partition assignment).
+
+    Args:
+        readings: stored readings of the partition's devices (``READING_SCHEMA`` columns) from
+            ``widest window + allowed lateness`` (plus one interval) before each device's latest
+            reading; older rows are dropped here anyway, keeping anchors.
+        emitted: stored window results of those devices in the same horizon (``WINDOW_SCHEMA``
+            columns plus ``revision``).
+        now_ms: processing time (devices count as last seen now).
+        params: the rules the processor runs with.
+        intervals: known expected intervals; others are inferred.
+        register_max: known register maxima.
+        reference: median/IQR per key for spike detection.
+    """
+    frame = readings.select(list(READING_SCHEMA)).cast(READING_SCHEMA)  # type: ignore[arg-type]
+    frame = frame.unique(DEDUP_KEY, keep="first").sort([*KEY, "ts_ms"])
+    watermarks = frame.group_by("device_id").agg(
+        watermark_ms=pl.col("ts_ms").max(), last_seen_ms=pl.lit(now_ms, pl.Int64)
+    )
+    base = EventTimeState()
+    buffer = _evict(
+        frame.with_columns(anchor=pl.lit(False)),
+        watermarks.select("device_id", "watermark_ms"),
+        params,
+    )
+    known = base.intervals if intervals is None else intervals.select(base.intervals.columns)
+    return EventTimeState(
+        buffer=buffer,
+        emitted=emitted.select(base.emitted.columns).cast(base.emitted.schema),  # type: ignore[arg-type]
+        watermarks=watermarks.select(base.watermarks.columns),
+        intervals=_freeze_intervals(known, buffer),
+        register_max=register_max,
+        reference=reference,
+    )
