@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -120,11 +121,11 @@ class _FastClient(mqtt.Client):
     _rpos = 0
     on_publish_fast: Callable[[bytes, int, int, bytes], None] | None = None
 
-    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+    def _handle_publish(self) -> MQTTErrorCode:
         header, packet = self._in_packet["command"], self._in_packet["packet"]
         qos = (header & 0x06) >> 1
         if qos == 2 or self.on_publish_fast is None:
-            return super()._handle_publish()  # type: ignore[no-any-return]
+            return super()._handle_publish()
         tlen = int.from_bytes(packet[0:2], "big")
         at = 2 + tlen
         topic = bytes(packet[2:at])
@@ -141,7 +142,7 @@ class _FastClient(mqtt.Client):
             if not byte & 0x80:
                 break
         self.on_publish_fast(topic, mid, qos, bytes(packet[at + plen :]))
-        return mqtt.MQTT_ERR_SUCCESS
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def send_pubacks(self, mids: list[int]) -> None:
         """PUBACK (reason: success) for every mid, in order, in one write when possible."""
@@ -150,7 +151,7 @@ class _FastClient(mqtt.Client):
             for mid in mids:
                 self.ack(mid, 1)
             return
-        data = memoryview(b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in mids))
+        data = b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in mids)
         while data:
             try:
                 data = data[sock.send(data) :]
@@ -190,7 +191,7 @@ class MqttSource:
         self._thread: threading.Thread | None = None
         self.connected = False
         self._client = _FastClient(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
@@ -234,7 +235,7 @@ class MqttSource:
         self._shutdown()
 
     def _connect(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self._cfg.session_expiry_s
         props.ReceiveMaximum = self._cfg.receive_maximum
         self._client.reset_buffer()
@@ -338,4 +339,4 @@ class MqttSource:
         now_ms = time.time_ns() // 1_000_000
         # Every message must reach the inbox, or its ack would hold back all later ones.
         topic = bytes(m._topic).decode("utf-8", "replace")  # m.topic raises on bad UTF-8
-        self._inbox.put(Message(m.mid, m.qos, topic, m.payload, now_ms))
+        self._inbox.put(Message(m.mid, m.qos, topic, bytes(m.payload), now_ms))

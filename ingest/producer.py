@@ -97,7 +97,7 @@ class KafkaSink:
 
 def _codec_available(compression: str) -> bool:
     checks = {"gzip": codec.has_gzip, "lz4": codec.has_lz4, "zstd": codec.has_zstd}
-    return checks.get(compression, codec.has_snappy)()
+    return bool(checks.get(compression, codec.has_snappy)())
 
 
 async def _quiet_stop(producer: AIOKafkaProducer, timeout_s: float) -> None:

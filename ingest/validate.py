@@ -60,7 +60,7 @@ class Checked:
     @property
     def ok(self) -> npt.NDArray[np.bool_]:
         """Mask of accepted readings."""
-        return self.reason == ""
+        return np.asarray(self.reason == "", dtype=bool)
 
     def __len__(self) -> int:
         return len(self.reason)

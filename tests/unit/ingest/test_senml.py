@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from unittest.mock import patch
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ingest.decoders import DecodeContext, parse_topic
+from ingest.decoders import DecodeContext, parse_topic, senml
 from ingest.decoders.senml import BadRecordError, Resolved, decode, metric_of, resolve
+from pilotstream.errors import DecodeError
 
 NOW_S = 1_772_360_100.0  # 2026-03-01T10:15:00Z, the "receive time" of these tests
 
@@ -134,3 +138,44 @@ def test_one_bad_record_rejects_only_that_record() -> None:
 def test_string_values_are_not_readings() -> None:
     _, _, reasons = _decode([{"n": "status", "vs": "ok"}])
     assert reasons == ["bad_schema"]
+
+
+SCALAR = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.sampled_from(
+        ["urn:dev:m1:", "energy.active.import", "power.active", "W", "kWh", "Wh", "x_"]
+    ),
+)
+LABELS = st.sampled_from(
+    ["bn", "bt", "bu", "bv", "bs", "bver", "n", "u", "v", "vs", "vb", "vd", "s", "t", "ut"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(LABELS, SCALAR, max_size=6), min_size=1, max_size=6))
+def test_fast_path_equals_general_path(pack: list[dict[str, object]]) -> None:
+    """The typed fast path and the general RFC path give the same readings and refusals."""
+    payload = json.dumps(pack).encode()
+    topic = parse_topic("pilots/paris-energy-1/senml/m1")
+    ctx = DecodeContext(received_at_ms=int(NOW_S * 1000), lorawan={})
+    try:
+        fast = decode(topic, payload, ctx)
+    except DecodeError as exc:
+        fast = exc.reason  # type: ignore[assignment]
+    with patch.object(senml, "_fast_pack", lambda _payload: None):
+        try:
+            slow = decode(topic, payload, ctx)
+        except DecodeError as exc:
+            slow = exc.reason  # type: ignore[assignment]
+    if isinstance(fast, str) or isinstance(slow, str):
+        assert fast == slow
+        return
+    assert (fast.metric, fast.ts_ms, fast.value, fast.unit, fast.record_index) == (
+        slow.metric, slow.ts_ms, slow.value, slow.unit, slow.record_index
+    )  # fmt: skip
+    assert [(r.reason, r.record_index) for r in fast.rejects] == [
+        (r.reason, r.record_index) for r in slow.rejects
+    ]
