@@ -1,8 +1,9 @@
 """Baseline prediction for stream windows, whatever model each device has.
 
 Windows of up to an hour get the hourly prediction of the hour they fall in, scaled by their width
-(a 15-minute window gets a quarter). Daily models spread the day's prediction evenly over its
-hours: good for totals over days, not for the shape within a day.
+(a 15-minute window gets a quarter). Daily models, driven by the local day's mean temperature,
+spread the day's prediction evenly over its hours: right for totals over days, not for the shape
+within a day.
 """
 
 from __future__ import annotations
@@ -64,9 +65,33 @@ def predict_windows(
             pred = predict_hourly(chosen, sub.with_columns(ts_ms=pl.col("_hour")), tz=tz)
             pred = pred.with_columns(baseline=pl.col("baseline") * scale)
         else:
-            pred = predict_daily(chosen, sub).with_columns(baseline=pl.col("baseline") / 24 * scale)
+            daily_temp = _daily_temperature(sub, temperature, tz)
+            pred = predict_daily(chosen, daily_temp).with_columns(
+                baseline=pl.col("baseline") / 24 * scale
+            )
         parts.append(pred.select("_r", "baseline", "baseline_model_id"))
     schema = {"_r": pl.UInt32, "baseline": pl.Float64, "baseline_model_id": pl.String}
     found = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
     out = windows.with_row_index("_r").join(found, on="_r", how="left").sort("_r").drop("_r")
     return out.with_columns(pl.col("baseline_model_id").fill_null(""))
+
+
+def _local_day(col: str, tz: str) -> pl.Expr:
+    return pl.from_epoch(col, "ms").dt.replace_time_zone("UTC").dt.convert_time_zone(tz).dt.date()
+
+
+def _daily_temperature(
+    rows: pl.DataFrame, temperature: pl.DataFrame | None, tz: str
+) -> pl.DataFrame:
+    """Rows with ``temperature`` replaced by the mean of their local day (daily models' driver)."""
+    if temperature is None:
+        return rows
+    means = temperature.group_by(_local_day("ts_ms", tz).alias("_day")).agg(
+        _day_temp=pl.col("temperature").mean()
+    )
+    return (
+        rows.with_columns(_day=_local_day("bucket_start_ms", tz))
+        .join(means, on="_day", how="left", maintain_order="left")
+        .with_columns(temperature=pl.col("_day_temp"))
+        .drop("_day", "_day_temp")
+    )

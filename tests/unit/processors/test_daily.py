@@ -115,3 +115,19 @@ def test_model_round_trips_through_a_dict_with_a_stable_id() -> None:
     assert again == m
     refit = fit_daily(_frame(FORMS["hdd"](temp), temp), device_id="x", metric="m", period=YEAR)
     assert refit.model_id == m.model_id
+
+
+def test_windows_of_a_day_add_up_to_the_daily_prediction() -> None:
+    from processors.baselines import predict_windows
+
+    temp = _temps(365, 14)
+    model = fit_daily(_frame(FORMS["hdd"](temp), temp), device_id="b", metric="m", period=YEAR)
+    day0 = 400 * DAY  # a reporting day, UTC midnight = local midnight in UTC
+    hours = day0 + np.arange(24) * 3_600_000
+    temperature = pl.DataFrame({"ts_ms": hours, "temperature": np.linspace(-2.0, 6.0, 24)})
+    windows = pl.DataFrame(
+        {"device_id": "b", "metric": "m", "bucket_start_ms": hours, "width_s": 3600}
+    )
+    pred = predict_windows([model], windows, tz="UTC", temperature=temperature)
+    daily = predict_daily([model], pl.DataFrame({"device_id": "b", "temperature": [2.0]}))
+    assert pred["baseline"].sum() == pytest.approx(daily["baseline"][0])
