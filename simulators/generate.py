@@ -115,6 +115,36 @@ def readings_frame(chunks: list[GroupChunk]) -> pl.DataFrame:
     return pl.concat(frames).sort(["device_id", "metric", "ts_ms"], maintain_order=True)
 
 
+def trips_frame(chunks: list[GroupChunk]) -> pl.DataFrame:
+    """Every simulated shared trip: tenant, device_id, mode, start_ms, end_ms, km (clean, no faults)."""
+    frames = [
+        pl.DataFrame(
+            {
+                "tenant": c.group.tenant,
+                "device_id": pl.Series(b.device_ids).gather(pl.Series(b.device, dtype=pl.UInt32)),
+                "mode": b.metric.rsplit(".", 1)[1],
+                "start_ms": b.start_ms,
+                "end_ms": b.ts_ms,
+                "km": b.value,
+            }
+        )
+        for c in chunks
+        for b in c.blocks
+        if b.start_ms is not None
+    ]
+    schema = {
+        "tenant": pl.String,
+        "device_id": pl.String,
+        "mode": pl.String,
+        "start_ms": pl.Int64,
+        "end_ms": pl.Int64,
+        "km": pl.Float64,
+    }
+    if not frames:
+        return pl.DataFrame(schema=schema)
+    return pl.concat(frames).cast(schema).sort(["device_id", "start_ms"])  # type: ignore[arg-type]
+
+
 def count_readings(chunks: Iterator[GroupChunk]) -> int:
     """Consume chunks and count their readings (the in-memory generation benchmark)."""
     return sum(len(b) for c in chunks for b in c.blocks)

@@ -13,7 +13,7 @@ import polars as pl
 
 from simulators.faults import inject_message_faults, inject_reading_faults
 from simulators.formats import LORAWAN, encode_messages
-from simulators.generate import generate_chunks, readings_frame
+from simulators.generate import generate_chunks, readings_frame, trips_frame
 from simulators.scenario import Scenario
 from simulators.truth import truth_frame
 
@@ -30,12 +30,14 @@ class Run:
     )  # MQTT messages in delivery order (deliver_at_ms, user, topic, payload...)
     truth: pl.DataFrame  # ground truth per pilot, metric and local day
     faults: pl.DataFrame  # fault log, one row per injected fault
+    trips: pl.DataFrame  # shared trips: tenant, device_id, mode, start_ms, end_ms, km
 
 
 def simulate(scn: Scenario) -> Run:
     """Run a scenario (its seed and fault rates as given; see scenario.with_overrides)."""
     chunks = list(generate_chunks(scn))
     truth = truth_frame(chunks, scn)
+    trips = trips_frame(chunks)
     clean = with_messages(readings_frame(chunks), scn)
     del chunks
     readings, reading_log = inject_reading_faults(
@@ -51,7 +53,7 @@ def simulate(scn: Scenario) -> Run:
     log = pl.concat([reading_log, message_log]).sort(
         ["kind", "device_id", "ts_ms", "metric", "msg_id"]
     )
-    return Run(scn, clean, readings, messages, truth, log)
+    return Run(scn, clean, readings, messages, truth, log, trips)
 
 
 def with_messages(readings: pl.DataFrame, scn: Scenario) -> pl.DataFrame:

@@ -36,6 +36,7 @@ class Block:
     ts_ms: np.ndarray  # int64 per reading: event time, UTC ms
     value: np.ndarray  # float64 per reading: canonical unit (register, gauge or per-interval)
     truth: DayTotals | None = None  # accounted flow per local day, None when not accounted
+    start_ms: np.ndarray | None = None  # int64 per reading, trips only: when the trip started
 
     def __len__(self) -> int:
         return len(self.ts_ms)

@@ -84,7 +84,8 @@ def bus_passengers(ctx: ModelContext, g: DeviceGroup, ids: tuple[str, ...]) -> l
 
 
 def shared_trips(ctx: ModelContext, g: DeviceGroup, ids: tuple[str, ...]) -> list[Block]:
-    """Shared e-scooters or e-bikes (``params.mode``): one reading per trip, its km, at its end.
+    """Shared e-scooters or e-bikes (``params.mode``): one reading per trip, its km, at its end
+    (the block keeps each trip's start too: ``Run.trips``).
 
     At most one trip per vehicle and interval, so a vehicle's trips never overlap; the intervention
     raises (or lowers) the trip probability with the same uniform draw, so baseline trips are a
@@ -105,6 +106,7 @@ def shared_trips(ctx: ModelContext, g: DeviceGroup, ids: tuple[str, ...]) -> lis
     km = np.round(km, 3)
     dur_s = km / speed * 3600
     offset_s = ctx.rng.random((n, m)) * (step_s - dur_s)
+    start_ms = ctx.grid.ts_ms + np.round(offset_s).astype(np.int64) * 1000
     end_ms = ctx.grid.ts_ms + np.round(offset_s + dur_s).astype(np.int64) * 1000
     dev, step = np.nonzero(actual)
     block = Block(
@@ -114,5 +116,6 @@ def shared_trips(ctx: ModelContext, g: DeviceGroup, ids: tuple[str, ...]) -> lis
         ts_ms=end_ms[dev, step],
         value=km[dev, step],
         truth=day_totals(ctx.local.day, np.where(actual, km, 0.0), np.where(base, km, 0.0)),
+        start_ms=start_ms[dev, step],
     )
     return [block]

@@ -18,6 +18,7 @@ TRUTH_CSV = "truth.csv"
 TRUTH_NOTES = "truth.md"
 FAULTS = "faults.parquet"
 FAULTS_CSV = "faults.csv"
+TRIPS = "trips.parquet"
 MANIFEST = "manifest.json"
 
 MESSAGE_LINE = ["deliver_at_ms", "user", "topic", "msg_id", "payload"]
@@ -47,6 +48,7 @@ def write_run(run: Run, out_dir: Path) -> dict[str, Path]:
             TRUTH_NOTES,
             FAULTS,
             FAULTS_CSV,
+            TRIPS,
             MANIFEST,
         )
     }
@@ -60,6 +62,7 @@ def write_run(run: Run, out_dir: Path) -> dict[str, Path]:
     paths[TRUTH_NOTES].write_text(NOTES, "utf-8")
     run.faults.write_parquet(paths[FAULTS], compression="zstd")
     run.faults.write_csv(paths[FAULTS_CSV])
+    run.trips.write_parquet(paths[TRIPS], compression="zstd")
     paths[MANIFEST].write_text(json.dumps(manifest(run), indent=2, sort_keys=True) + "\n", "utf-8")
     return paths
 
@@ -78,7 +81,13 @@ def manifest(run: Run) -> dict[str, object]:
         "messages": run.messages.height,
         "faults": dict(sorted(run.faults.group_by("kind").len().rows())),
         "fault_rates": scn.faults,
-        "files": {"messages": MESSAGES, "readings": READINGS, "truth": TRUTH, "faults": FAULTS},
+        "files": {
+            "messages": MESSAGES,
+            "readings": READINGS,
+            "truth": TRUTH,
+            "faults": FAULTS,
+            "trips": TRIPS,
+        },
     }
 
 

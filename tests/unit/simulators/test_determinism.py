@@ -27,6 +27,7 @@ def test_same_seed_gives_byte_identical_files(
         "truth.md",
         "faults.parquet",
         "faults.csv",
+        "trips.parquet",
         "manifest.json",
     }
     assert a == b

@@ -114,3 +114,19 @@ def test_trips_never_overlap_and_fit_in_their_interval(clean_run: Run) -> None:
     assert gaps.min() > 0
     assert trips["value"].min() >= 0.3
     assert trips.filter(pl.col("metric") == "trip.distance.escooter")["value"].max() <= 14 * 0.25
+
+
+def test_trips_have_a_start_an_end_and_a_plausible_speed(clean_run: Run) -> None:
+    trips = clean_run.trips
+    sent = clean_run.clean.filter(pl.col("metric").str.starts_with("trip."))
+    assert trips.height == sent.height
+    assert (
+        trips.select("device_id", ts_ms="end_ms", value="km")
+        .sort(["device_id", "ts_ms"])
+        .equals(sent.select("device_id", "ts_ms", "value").sort(["device_id", "ts_ms"]))
+    )
+    kmh = trips["km"] / ((trips["end_ms"] - trips["start_ms"]) / 3_600_000)
+    assert kmh.min() > 10
+    assert kmh.max() < 20
+    nxt = trips.with_columns(n=pl.col("start_ms").shift(-1).over("device_id")).drop_nulls("n")
+    assert (nxt["n"] >= nxt["end_ms"]).all()
