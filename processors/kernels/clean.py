@@ -181,6 +181,8 @@ def _gauge_bounds(
 
 def _flag_spikes(df: pl.DataFrame, reference: pl.DataFrame | None, k: float) -> pl.DataFrame:
     stats = robust_stats(df) if reference is None else reference.select([*KEY, "median", "iqr"])
+    if stats.is_empty():
+        return df
     spike = (
         (pl.col("iqr") > 0) & (pl.col("amount") > pl.col("median") + k * pl.col("iqr"))
     ).fill_null(False)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import polars as pl
 
 from processors.kernels.clean import KEY, CleanParams, clean, infer_intervals
@@ -221,25 +222,34 @@ def _emit_and_evict(
 
 
 def _evict(buffer: pl.DataFrame, wm: pl.DataFrame, params: EventTimeParams) -> pl.DataFrame:
-    """Drop final readings, keeping the last few per key as anchors."""
+    """Drop final readings, keeping the last few per key as anchors.
+
+    The buffer is sorted by (device, metric, time) and finality is a time threshold per device,
+    so a key's final rows are a prefix of its rows: positions come from array arithmetic.
+    """
+    if buffer.is_empty():
+        return buffer
     widest_ms = max(params.widths_s) * 1000
-    final = (
-        bucket_start(max(params.widths_s)) + widest_ms + params.allowed_lateness_ms
-        < pl.col("watermark_ms")
-    ).fill_null(False)
-    keep_n = (
-        pl.when(pl.col("kind").is_in(list(params.clean.stuck_kinds)))
+    marks = buffer.join(wm, on="device_id", how="left", maintain_order="left").select(
+        final=(
+            bucket_start(max(params.widths_s)) + widest_ms + params.allowed_lateness_ms
+            < pl.col("watermark_ms")
+        ).fill_null(False),
+        first=(
+            (pl.col("device_id") != pl.col("device_id").shift())
+            | (pl.col("metric") != pl.col("metric").shift())
+        ).fill_null(True),
+        keep_n=pl.when(pl.col("kind").is_in(list(params.clean.stuck_kinds)))
         .then(params.clean.stuck_run - 1)
-        .otherwise(1)
+        .otherwise(1),
     )
-    from_end = pl.col("ts_ms").rank("ordinal", descending=True).over([*KEY, "final"])
-    return (
-        buffer.join(wm, on="device_id", how="left", maintain_order="left")
-        .with_columns(final=final)
-        .filter(~pl.col("final") | (from_end <= keep_n))
-        .with_columns(anchor=pl.col("final"))
-        .drop("final", "watermark_ms")
-    )
+    final = marks["final"].to_numpy()
+    key = np.cumsum(marks["first"].to_numpy()) - 1
+    start = np.flatnonzero(marks["first"].to_numpy())
+    n_final = np.bincount(key, final, len(start)).astype(np.int64)
+    position = np.arange(buffer.height) - start[key]
+    keep = ~final | (position >= n_final[key] - marks["keep_n"].to_numpy())
+    return buffer.with_columns(anchor=pl.Series(final)).filter(pl.Series(keep))
 
 
 def _advance(watermarks: pl.DataFrame, accepted: pl.DataFrame, now_ms: int) -> pl.DataFrame:
@@ -258,9 +268,12 @@ def _advance(watermarks: pl.DataFrame, accepted: pl.DataFrame, now_ms: int) -> p
 
 def _freeze_intervals(intervals: pl.DataFrame, buffer: pl.DataFrame) -> pl.DataFrame:
     """Infer the interval of keys seen for the first time with at least 3 readings."""
-    unknown = buffer.join(intervals, on=KEY, how="anti")
-    if unknown.is_empty():
+    new_keys = (
+        buffer.filter(~pl.col("anchor")).select(KEY).unique().join(intervals, on=KEY, how="anti")
+    )
+    if new_keys.is_empty():
         return intervals
+    unknown = buffer.join(new_keys, on=KEY, how="semi")
     counts = unknown.group_by(KEY).agg(n=pl.len()).filter(pl.col("n") >= 3).drop("n")
     new = infer_intervals(unknown.join(counts, on=KEY, how="semi"))
     return pl.concat([intervals, new.select(intervals.columns)]) if new.height else intervals
