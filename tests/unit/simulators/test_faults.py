@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -11,24 +10,9 @@ import pytest
 
 from simulators.faults import MALFORMED, MESSAGE_KINDS, inject_reading_faults
 from simulators.formats.reference import ReferenceError_, parse
-from simulators.run import Run, simulate
-from simulators.scenario import Scenario
+from simulators.run import Run
 
-READING_RATES = {
-    "gap": 0.01,
-    "stuck": 0.02,
-    "spike": 0.01,
-    "clock_skew": 0.01,
-    "unit_mistake": 0.01,
-}
-MESSAGE_RATES = dict.fromkeys(MESSAGE_KINDS, 0.01)
 KEY = ["device_id", "metric", "ts_ms"]
-
-
-@pytest.fixture(scope="module")
-def faulty(demo: Scenario) -> Run:
-    rates = {**READING_RATES, **MESSAGE_RATES, "register_reset": 0.3, "rollover": 0.3}
-    return simulate(dataclasses.replace(demo, faults=rates))
 
 
 def _close_to_rate(count: int, n: int, rate: float, rel: float = 0.0) -> None:

@@ -3,16 +3,13 @@ their readings; every malformed message is refused with the expected reason code
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import polars as pl
 import pytest
 
 from pilotstream.registry import load_registry
-from simulators.faults import MESSAGE_KINDS
-from simulators.run import Run, simulate
-from simulators.scenario import Scenario
+from simulators.run import Run
 
 decoders = pytest.importorskip("ingest.decoders", reason="the gateway decoders are another issue")
 
@@ -26,11 +23,6 @@ EXPECTED = {
 
 # a damaged value inside a record may be refused with the format's own record-level reason
 FORMAT_REASONS = {"ocpp": {"bad_schema"}, "senml": {"bad_senml"}}
-
-
-@pytest.fixture(scope="module")
-def faulty(demo: Scenario) -> Run:
-    return simulate(dataclasses.replace(demo, faults=dict.fromkeys(MESSAGE_KINDS, 0.01)))
 
 
 def _outcome(topic: str, payload: str, ctx: object) -> tuple[str, int, list[str], list[float]]:
