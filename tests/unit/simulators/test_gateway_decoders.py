@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from pilotstream.registry import load_registry
+from pilotstream.vocab import METRICS
 from simulators.run import Run
 
 decoders = pytest.importorskip("ingest.decoders", reason="the gateway decoders are another issue")
@@ -61,3 +62,41 @@ def test_gateway_sees_the_payload_device(faulty: Run) -> None:
     for device, topic, payload in clean.select("device_id", "topic", "payload").iter_rows():
         _, dec = decoders.decode_message(topic, payload.encode(), ctx)
         assert dec.device_id == device
+
+
+def test_gateway_validation_accepts_every_clean_reading_with_our_values(clean_run: Run) -> None:
+    validate = pytest.importorskip("ingest.validate")
+    registry = load_registry()
+    ctx = decoders.DecodeContext(received_at_ms=0, lorawan=registry.lorawan)
+    msgs = clean_run.messages
+    decoded = [
+        decoders.decode_message(t, p.encode(), ctx)[1]
+        for t, p in msgs.select("topic", "payload").iter_rows()
+    ]
+    checked = validate.validate(
+        decoded,
+        tenants=msgs["tenant"].to_list(),
+        received_at_ms=msgs["deliver_at_ms"].to_list(),
+        known_tenants=set(registry.pilots),
+        limits=validate.Limits(future_skew_ms=300_000, horizon_ms=400 * 86_400_000),
+    )
+    assert set(checked.reason) == {""}
+    result = pl.DataFrame(
+        {
+            "device_id": checked.device_id[checked.msg],
+            "metric": checked.metric,
+            "ts_ms": checked.ts_ms,
+            "value": checked.value,
+            "unit": checked.unit,
+        },
+        schema_overrides={"device_id": pl.String, "metric": pl.String, "unit": pl.String},
+    ).sort(["device_id", "metric", "ts_ms"])
+    expected = (
+        clean_run.clean.select("device_id", "metric", "ts_ms", "value")
+        .with_columns(unit=pl.col("metric").replace_strict({m: s.unit for m, s in METRICS.items()}))
+        .sort(["device_id", "metric", "ts_ms"])
+    )
+    assert result.select("device_id", "metric", "ts_ms", "unit").equals(
+        expected.select("device_id", "metric", "ts_ms", "unit")
+    )
+    assert (result["value"] - expected["value"]).abs().max() < 1e-3
