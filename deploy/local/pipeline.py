@@ -235,7 +235,7 @@ class LocalPipeline:
 def processor_args(run: PipelineRun) -> list[str]:
     """Command-line flags that point a processor at this run."""
     return [
-        "--topic",
+        "--readings-topic",
         run.readings_topic,
         "--group-id",
         run.processor_group,

@@ -1,0 +1,236 @@
+"""The demo as a reusable run: stack up, fresh run database and topics, gateway and processors as
+child processes, the demo scenario through MQTT with faults on, drain, then the figures.
+
+:func:`run_demo` returns a :class:`DemoResult`; ``pilotstream demo`` renders it and the end-to-end
+tests assert on it. The scenario keeps its fixed anchor (not "now"), so re-running gives the same
+figures: every run starts from an empty database and empty topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import psycopg
+
+from deploy.local.pipeline import LocalPipeline, PipelineRun, lag, prepare
+
+Say = Callable[[str], None]
+WIDTH_S = 3600  # the window width the figures are summed over (15-min results hold the same data)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Figures of one demo run."""
+
+    run: PipelineRun
+    out_dir: Path  # simulator output: messages, readings, truth, fault log
+    published: int  # MQTT messages the simulator published
+    refused_by_broker: int  # wrong-tenant publishes the broker ACL dropped
+    readings_sent: int  # readings inside the published messages (as the simulator logged them)
+    publish_s: float  # wall time of publishing
+    drain_s: float  # from the last publish until lag zero and every processor exited
+    pilots: pl.DataFrame  # per city and pilot: pipeline vs truth avoided kWh and kgCO2e
+    per_metric: pl.DataFrame  # per pilot and metric: pipeline vs truth
+    rejections: pl.DataFrame  # reason, count (gateway dead letters and processor rejections)
+    faults: pl.DataFrame  # kind, count injected
+    quality: dict[str, int]  # stored readings, duplicates dropped, restated windows...
+    latency_ms: dict[str, float]  # gateway receive -> row stored, percentiles
+
+
+def register_scenario(dsn: str, scenario: object) -> int:
+    """Record each pilot's intervention start of a simulator scenario; returns rows written."""
+    tenants = sorted({g.tenant for g in scenario.groups})  # type: ignore[attr-defined]
+    start_ms = scenario.intervention_ms  # type: ignore[attr-defined]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM interventions WHERE kind = 'start' AND device_id IS NULL")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO interventions (tenant, kind, starts_at, detail) "
+                "VALUES (%s, 'start', to_timestamp(%s / 1000.0), 'simulated scenario')",
+                [(t, start_ms) for t in tenants],
+            )
+    return len(tenants)
+
+
+def run_demo(
+    settings: object,
+    say: Say,
+    *,
+    run: PipelineRun | None = None,
+    scenario: str = "demo",
+    processors: int = 2,
+    out_dir: Path | None = None,
+    show_progress: bool = True,
+) -> DemoResult:
+    """Run the scenario through the whole pipeline and collect the figures."""
+    from simulators.scenario import load_scenario
+
+    run = run or PipelineRun.named("demo", metrics_port=19301)
+    out_dir = out_dir or Path(settings.state_dir).resolve() / "runs" / run.name  # type: ignore[attr-defined]
+    prepare(settings, run, say)  # type: ignore[arg-type]
+    scn = load_scenario(scenario)
+    n = register_scenario(run.dsn(settings), scn)  # type: ignore[arg-type]
+    say(
+        f"interventions: {n} pilots start on {time.strftime('%Y-%m-%d', time.gmtime(scn.intervention_ms / 1000))}"
+    )
+    with LocalPipeline(settings, run, out_dir / "logs") as pipe:  # type: ignore[arg-type]
+        pipe.start_gateway()
+        for i in range(processors):
+            pipe.start_processor(i, extra=["--exit-when-idle-s", "6", "--idle-close-s", "60"])
+        pipe.start_dead_letter_sink()
+        say(f"gateway and {processors} processors started (logs in {out_dir / 'logs'})")
+        t0 = time.monotonic()
+        sim = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pilotstream.cli",
+                "simulate",
+                scenario,
+                "--to",
+                "mqtt",
+                "--out",
+                str(out_dir),
+            ],
+            stdout=None if show_progress else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        publish_s = time.monotonic() - t0
+        if sim.returncode != 0:
+            msg = f"the simulator failed (exit {sim.returncode}):\n{sim.stderr[-3000:]}"
+            raise RuntimeError(msg)
+        t1 = time.monotonic()
+        _drain(settings, pipe, say)
+        drain_s = time.monotonic() - t1
+    return _collect(settings, run, out_dir, sim.stderr + (sim.stdout or ""), publish_s, drain_s)
+
+
+def _drain(settings: object, pipe: LocalPipeline, say: Say, timeout_s: float = 600) -> None:
+    """Wait for lag zero and for every processor to exit (they close open windows when idle)."""
+    deadline = time.monotonic() + timeout_s
+    procs = [c for c in pipe.children if c.name.startswith("processor")]
+    last = ""
+    while time.monotonic() < deadline:
+        readings_lag, dead_lag = asyncio.run(lag(settings, pipe.run))  # type: ignore[arg-type]
+        running = sum(c.proc.poll() is None for c in procs)
+        line = f"draining: processor lag {readings_lag}, dead-letter lag {dead_lag}, processors running {running}"
+        if line != last:
+            say(line)
+            last = line
+        failed = [c for c in procs if c.proc.poll() not in (None, 0)]
+        if failed:
+            msg = f"{failed[0].name} exited with {failed[0].proc.returncode}; see {failed[0].log}"
+            raise RuntimeError(msg)
+        if readings_lag == 0 and dead_lag == 0 and running == 0:
+            return
+        time.sleep(1.0)
+    msg = f"the pipeline did not drain in {timeout_s:.0f} s"
+    raise RuntimeError(msg)
+
+
+def _collect(
+    settings: object,
+    run: PipelineRun,
+    out_dir: Path,
+    sim_output: str,
+    publish_s: float,
+    drain_s: float,
+) -> DemoResult:
+    import re
+
+    truth = pl.read_parquet(out_dir / "truth.parquet")
+    faults = pl.read_parquet(out_dir / "faults.parquet")
+    manifest = (out_dir / "manifest.json").read_text()
+    m = re.search(r"MQTT: (\d+) published, (\d+) acknowledged, (\d+) refused", sim_output)
+    published, refused = (int(m.group(1)), int(m.group(3))) if m else (0, 0)
+    import json
+
+    readings_sent = int(json.loads(manifest).get("readings", 0))
+    with psycopg.connect(run.dsn(settings)) as conn:  # type: ignore[arg-type]
+        windows = _frame(
+            conn,
+            "SELECT w.tenant, p.city, w.metric, sum(w.actual) AS actual, sum(w.baseline) AS baseline, "
+            "sum(w.delta) AS avoided, sum(w.avoided_co2e_kg) AS avoided_co2e_kg, "
+            "count(*) FILTER (WHERE w.revision > 1) AS restated "
+            "FROM window_results w JOIN pilots p ON p.tenant = w.tenant "
+            "WHERE w.width_s = %s AND w.bucket_start >= (SELECT min(starts_at) FROM interventions) "
+            "GROUP BY 1, 2, 3",
+            (WIDTH_S,),
+        )
+        rejections = _frame(
+            conn, "SELECT reason, count(*) AS count FROM rejections GROUP BY 1 ORDER BY 2 DESC", ()
+        )
+        stored = conn.execute("SELECT count(*) FROM readings").fetchone()[0]  # type: ignore[index]
+        restated = conn.execute(
+            "SELECT count(*) FROM window_results WHERE revision > 1"
+        ).fetchone()[0]  # type: ignore[index]
+        lat = conn.execute(
+            "SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY ms), max(ms) FROM "
+            "(SELECT extract(epoch FROM stored_at - received_at) * 1000 AS ms FROM readings) x"
+        ).fetchone()
+    per_metric = _compare(truth, windows, ["tenant", "city", "metric"])
+    pilots = _compare(truth, windows, ["tenant", "city"])
+    p50, p95, p99 = (lat[0] or [None, None, None]) if lat else (None, None, None)
+    return DemoResult(
+        run=run,
+        out_dir=out_dir,
+        published=published,
+        refused_by_broker=refused,
+        readings_sent=readings_sent,
+        publish_s=publish_s,
+        drain_s=drain_s,
+        pilots=pilots,
+        per_metric=per_metric,
+        rejections=rejections,
+        faults=faults.group_by("kind").len("count").sort("kind"),
+        quality={"readings_stored": int(stored), "windows_restated": int(restated)},
+        latency_ms={"p50": p50, "p95": p95, "p99": p99, "max": lat[1] if lat else None},  # type: ignore[dict-item]
+    )
+
+
+def _frame(
+    conn: psycopg.Connection[tuple[object, ...]], query: str, params: tuple[object, ...]
+) -> pl.DataFrame:
+    cur = conn.execute(query, params)  # type: ignore[arg-type]
+    names = [d.name for d in cur.description or []]
+    return pl.DataFrame(cur.fetchall(), schema=names, orient="row")
+
+
+def _compare(truth: pl.DataFrame, windows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Pipeline vs truth sums of avoided amount (kWh for energy) and kgCO2e, with relative diffs."""
+    energy = pl.col("unit") == "kWh"
+    t = truth.group_by(keys).agg(
+        truth_kwh=pl.when(energy).then(pl.col("avoided")).otherwise(0.0).sum(),
+        truth_kg=pl.col("avoided_co2e_kg").sum(),
+    )
+    w = windows.with_columns(unit=pl.lit(None, pl.String))
+    w = w.group_by(keys).agg(
+        pipeline_kwh=pl.when(pl.col("metric").str.starts_with("energy."))
+        .then(pl.col("avoided"))
+        .otherwise(0.0)
+        .sum(),
+        pipeline_kg=pl.col("avoided_co2e_kg").sum(),
+        restated=pl.col("restated").sum(),
+    )
+    return (
+        t.join(w, on=keys, how="full", coalesce=True)
+        .fill_null(0.0)
+        .with_columns(
+            diff_kg_pct=(pl.col("pipeline_kg") - pl.col("truth_kg"))
+            / pl.col("truth_kg").abs()
+            * 100,
+            diff_kwh_pct=pl.when(pl.col("truth_kwh") != 0).then(
+                (pl.col("pipeline_kwh") - pl.col("truth_kwh")) / pl.col("truth_kwh").abs() * 100
+            ),
+        )
+        .sort(keys)
+    )
