@@ -15,11 +15,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import psycopg
 
 from deploy.local.pipeline import LocalPipeline, PipelineRun, lag, prepare
+from pilotstream.settings import BaseSettings
+
+if TYPE_CHECKING:
+    from simulators.scenario import Scenario
 
 Say = Callable[[str], None]
 WIDTH_S = 3600  # the window width the figures are summed over (15-min results hold the same data)
@@ -41,13 +46,13 @@ class DemoResult:
     rejections: pl.DataFrame  # reason, count (gateway dead letters and processor rejections)
     faults: pl.DataFrame  # kind, count injected
     quality: dict[str, int]  # stored readings, duplicates dropped, restated windows...
-    latency_ms: dict[str, float]  # gateway receive -> row stored, percentiles
+    latency_ms: dict[str, float | None]  # gateway receive -> row stored, percentiles
 
 
-def register_scenario(dsn: str, scenario: object) -> int:
+def register_scenario(dsn: str, scenario: Scenario) -> int:
     """Record each pilot's intervention start of a simulator scenario; returns rows written."""
-    tenants = sorted({g.tenant for g in scenario.groups})  # type: ignore[attr-defined]
-    start_ms = scenario.intervention_ms  # type: ignore[attr-defined]
+    tenants = sorted({g.tenant for g in scenario.groups})
+    start_ms = scenario.intervention_ms
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DELETE FROM interventions WHERE kind = 'start' AND device_id IS NULL")
         with conn.cursor() as cur:
@@ -60,7 +65,7 @@ def register_scenario(dsn: str, scenario: object) -> int:
 
 
 def run_demo(
-    settings: object,
+    settings: BaseSettings,
     say: Say,
     *,
     run: PipelineRun | None = None,
@@ -73,14 +78,14 @@ def run_demo(
     from simulators.scenario import load_scenario
 
     run = run or PipelineRun.named("demo", metrics_port=19301)
-    out_dir = out_dir or Path(settings.state_dir).resolve() / "runs" / run.name  # type: ignore[attr-defined]
-    prepare(settings, run, say)  # type: ignore[arg-type]
+    out_dir = out_dir or Path(settings.state_dir).resolve() / "runs" / run.name
+    prepare(settings, run, say)
     scn = load_scenario(scenario)
-    n = register_scenario(run.dsn(settings), scn)  # type: ignore[arg-type]
+    n = register_scenario(run.dsn(settings), scn)
     say(
         f"interventions: {n} pilots start on {time.strftime('%Y-%m-%d', time.gmtime(scn.intervention_ms / 1000))}"
     )
-    with LocalPipeline(settings, run, out_dir / "logs") as pipe:  # type: ignore[arg-type]
+    with LocalPipeline(settings, run, out_dir / "logs") as pipe:
         pipe.start_gateway()
         for i in range(processors):
             pipe.start_processor(i, extra=["--exit-when-idle-s", "6", "--idle-close-s", "60"])
@@ -114,13 +119,13 @@ def run_demo(
     return _collect(settings, run, out_dir, sim.stderr + (sim.stdout or ""), publish_s, drain_s)
 
 
-def _drain(settings: object, pipe: LocalPipeline, say: Say, timeout_s: float = 600) -> None:
+def _drain(settings: BaseSettings, pipe: LocalPipeline, say: Say, timeout_s: float = 600) -> None:
     """Wait for lag zero and for every processor to exit (they close open windows when idle)."""
     deadline = time.monotonic() + timeout_s
     procs = [c for c in pipe.children if c.name.startswith("processor")]
     last = ""
     while time.monotonic() < deadline:
-        readings_lag, dead_lag = asyncio.run(lag(settings, pipe.run))  # type: ignore[arg-type]
+        readings_lag, dead_lag = asyncio.run(lag(settings, pipe.run))
         running = sum(c.proc.poll() is None for c in procs)
         line = f"draining: processor lag {readings_lag}, dead-letter lag {dead_lag}, processors running {running}"
         if line != last:
@@ -138,7 +143,7 @@ def _drain(settings: object, pipe: LocalPipeline, say: Say, timeout_s: float = 6
 
 
 def _collect(
-    settings: object,
+    settings: BaseSettings,
     run: PipelineRun,
     out_dir: Path,
     sim_output: str,
@@ -155,7 +160,7 @@ def _collect(
     import json
 
     readings_sent = int(json.loads(manifest).get("readings", 0))
-    with psycopg.connect(run.dsn(settings)) as conn:  # type: ignore[arg-type]
+    with psycopg.connect(run.dsn(settings)) as conn:
         windows = _frame(
             conn,
             "SELECT w.tenant, p.city, w.metric, sum(w.actual) AS actual, sum(w.baseline) AS baseline, "
@@ -169,10 +174,8 @@ def _collect(
         rejections = _frame(
             conn, "SELECT reason, count(*) AS count FROM rejections GROUP BY 1 ORDER BY 2 DESC", ()
         )
-        stored = conn.execute("SELECT count(*) FROM readings").fetchone()[0]  # type: ignore[index]
-        restated = conn.execute(
-            "SELECT count(*) FROM window_results WHERE revision > 1"
-        ).fetchone()[0]  # type: ignore[index]
+        stored = _scalar(conn, "SELECT count(*) FROM readings")
+        restated = _scalar(conn, "SELECT count(*) FROM window_results WHERE revision > 1")
         lat = conn.execute(
             "SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY ms), max(ms) FROM "
             "(SELECT extract(epoch FROM stored_at - received_at) * 1000 AS ms FROM readings) x"
@@ -193,14 +196,19 @@ def _collect(
         rejections=rejections,
         faults=faults.group_by("kind").len("count").sort("kind"),
         quality={"readings_stored": int(stored), "windows_restated": int(restated)},
-        latency_ms={"p50": p50, "p95": p95, "p99": p99, "max": lat[1] if lat else None},  # type: ignore[dict-item]
+        latency_ms={"p50": p50, "p95": p95, "p99": p99, "max": lat[1] if lat else None},
     )
+
+
+def _scalar(conn: psycopg.Connection[tuple[object, ...]], query: str) -> int:
+    row = conn.execute(query).fetchone()
+    return int(row[0]) if row else 0  # type: ignore[call-overload]
 
 
 def _frame(
     conn: psycopg.Connection[tuple[object, ...]], query: str, params: tuple[object, ...]
 ) -> pl.DataFrame:
-    cur = conn.execute(query, params)  # type: ignore[arg-type]
+    cur = conn.execute(query, params)
     names = [d.name for d in cur.description or []]
     return pl.DataFrame(cur.fetchall(), schema=names, orient="row")
 
