@@ -118,6 +118,21 @@ class BatchProcessor:
             self.states.pop(p, None)
             self.next_offsets.pop(p, None)
 
+    async def preload(self, devices: Mapping[int, list[str]], *, now_ms: int) -> int:
+        """Rebuild the state of these devices per partition now (see :mod:`processors.state`)."""
+        if self._history is None:
+            return 0
+        n = 0
+        for partition, ids in devices.items():
+            if partition not in self.states or not ids:
+                continue
+            history = await self._history(ids)
+            if history.height:
+                rebuilt = rebuild(history, now_ms=now_ms, params=self._params)
+                self.states[partition] = merge(self.states[partition], rebuilt)
+                n += len(ids)
+        return n
+
     async def process(self, polled: Mapping[int, Sequence[Record]], *, now_ms: int) -> PollResult:
         """Decode, run the kernels, score and commit one poll (records of assigned partitions)."""
         frames, windows, rejected, bad = [], [], [], []

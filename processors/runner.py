@@ -32,7 +32,7 @@ from processors.kernels import EventTimeParams
 from processors.metrics import ProcessorMetrics, serve_http
 from processors.settings import ProcessorSettings
 from processors.sink import DeltaPublisher
-from processors.state import load_history
+from processors.state import load_history, recent_devices
 from storage.offsets import claim_partitions
 from storage.writer import Writer
 
@@ -75,6 +75,7 @@ class ProcessorService:
         self._conn: psycopg.AsyncConnection | None = None
         self._proc: BatchProcessor | None = None
         self._last_batch = time.monotonic()
+        self._rebalanced = time.monotonic()  # idle exit waits a full period after a rebalance
         self._healthy = False
 
     def stop(self) -> None:
@@ -206,7 +207,8 @@ class ProcessorService:
                     result = await proc.close_idle(now_ms=_now_ms(), idle_ms=s.idle_close_s * 1000)
                     await self._after(result, started, publisher)
             lag = await self._update_lag(consumer)
-            if s.exit_when_idle_s and lag == 0 and started - last_record >= s.exit_when_idle_s:
+            quiet = started - max(last_record, self._rebalanced) >= s.exit_when_idle_s
+            if s.exit_when_idle_s and lag == 0 and quiet:
                 async with self._lock:
                     result = await proc.close_idle(now_ms=_now_ms(), idle_ms=0)
                     await self._after(result, started, publisher)
@@ -249,6 +251,7 @@ class ProcessorService:
             if self._proc is not None:
                 self._proc.revoke(partitions)
             self._assigned = [p for p in self._assigned if p not in partitions]
+            self._rebalanced = time.monotonic()
             log.info("partitions_revoked", partitions=partitions)
 
     async def assigned(self, partitions: list[int]) -> None:
@@ -276,11 +279,23 @@ class ProcessorService:
                 {p: claim.offsets.get(p, starts.get(tps[p], 0)) for p in partitions},
             )
             self._assigned = sorted(partitions)
+            self._rebalanced = time.monotonic()
+            n_partitions = len(self._consumer.partitions_for_topic(self.s.readings_topic) or ())
+            preloaded = 0
+            if n_partitions and partitions:
+                recent = await recent_devices(
+                    self._conn,
+                    partitions=partitions,
+                    n_partitions=n_partitions,
+                    recent_ms=self.s.rehydrate_recent_s * 1000,
+                )
+                preloaded = await self._proc.preload(recent, now_ms=_now_ms())
             log.info(
                 "partitions_assigned",
                 partitions=partitions,
                 generation=claim.generation,
                 stored=len(claim.offsets),
+                preloaded=preloaded,
             )
 
 

@@ -33,6 +33,9 @@ class ProcessorSettings(BaseSettings):
     rehydrate_margin_s: int = setting(
         6 * 3600, "history loaded before the open windows when a device's state is rebuilt"
     )
+    rehydrate_recent_s: int = setting(
+        2 * 86400, "on assignment, rebuild at once the devices heard from within this event time"
+    )
     baseline_days: int = setting(365, "baseline period before an intervention start, days")
     baseline_refresh_s: float = setting(300.0, "re-read interventions and retry failed fits")
     registry_file: Path | None = setting(  # noqa: RUF009 (settings fields are immutable)

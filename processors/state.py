@@ -11,6 +11,10 @@ to the stored offsets (they commit in one transaction):
   in that replay, so their buffer, emitted results and counters' predecessors ("anchors") equal
   those of an uninterrupted run; the margin gives the anchors (stuck runs, last counter value).
 
+On assignment, devices heard from recently (event time within ``recent_ms`` of the newest stored
+reading) are rebuilt at once (:func:`recent_devices`, mapped to partitions like Kafka's default
+partitioner), so their open windows still close on the idle timer even if they never send again.
+
 The windows the replay emits are discarded (they are stored already). Two things are not rebuilt:
 a watermark pushed by the idle timer (the window is closed again later with the same values, an
 unchanged upsert) and the reporting interval inferred from a device's first readings (re-inferred
@@ -23,6 +27,7 @@ from dataclasses import replace
 
 import polars as pl
 import psycopg
+from aiokafka.partitioner import murmur2
 
 from pilotstream.vocab import METRICS
 from processors.kernels import EventTimeParams, EventTimeState, step
@@ -43,6 +48,31 @@ JOIN LATERAL (
 ) r ON true
 ORDER BY d.id, r.metric, r.ts
 """
+
+
+_RECENT = """
+SELECT DISTINCT device_id FROM readings
+WHERE ts >= (SELECT max(ts) FROM readings) - make_interval(secs => %s / 1000.0)
+"""
+
+
+def partition_of(device_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a record keyed by ``device_id``."""
+    return (murmur2(device_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+async def recent_devices(
+    conn: psycopg.AsyncConnection, *, partitions: list[int], n_partitions: int, recent_ms: int
+) -> dict[int, list[str]]:
+    """Devices with readings within ``recent_ms`` of the newest one, by assigned partition."""
+    cur = await conn.execute(_RECENT, (recent_ms,))
+    wanted = set(partitions)
+    out: dict[int, list[str]] = {p: [] for p in partitions}
+    for (device,) in await cur.fetchall():  # one row per device, not per reading
+        p = partition_of(device, n_partitions)
+        if p in wanted:
+            out[p].append(device)
+    return out
 
 
 def merge(a: EventTimeState, b: EventTimeState) -> EventTimeState:
