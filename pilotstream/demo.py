@@ -9,6 +9,7 @@ beside the simulator's truth, data-quality counts, throughput and latency, and w
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -46,8 +47,11 @@ def run(args: argparse.Namespace) -> int:
     from deploy.local import stack
     from deploy.local.demo import run_demo
     from deploy.local.settings import StackSettings
+    from pilotstream.logs import configure
 
     settings = settings_from_args(StackSettings, args)
+    configure("WARNING")  # the demo prints its own progress; services log to their own files
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # retries are reported as lag instead
     t0 = time.monotonic()
     stack.up(settings, _say)
     result = run_demo(settings, _say, scenario=args.scenario, processors=args.processors)

@@ -21,6 +21,7 @@ from aiokafka.structs import ConsumerRecord
 from pilotstream import codec, topics
 from pilotstream.errors import DecodeError
 from pilotstream.logs import get_logger
+from storage.errors import StaleGeneration
 from storage.frames import REJECTIONS
 from storage.offsets import claim_partitions
 from storage.writer import Writer
@@ -105,6 +106,8 @@ async def run_dead_letter_sink(cfg: DeadLetterSinkConfig, stop: asyncio.Event) -
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
+        session_timeout_ms=30_000,  # a busy 2-core host must not look dead between polls
+        heartbeat_interval_ms=3_000,
     )
     listener = _Claims(consumer, cfg)
     consumer.subscribe([cfg.topic], listener=listener)
@@ -131,13 +134,19 @@ async def run_dead_letter_sink(cfg: DeadLetterSinkConfig, stop: asyncio.Event) -
                     for tp, recs in fresh.items()
                     if recs
                 }
-                result = await writer.commit_batch(
-                    readings=None,
-                    rejections=rejections_frame(records),
-                    offsets=offsets,
-                    group=cfg.group,
-                    generation=listener.generation,
-                )
+                try:
+                    result = await writer.commit_batch(
+                        readings=None,
+                        rejections=rejections_frame(records),
+                        offsets=offsets,
+                        group=cfg.group,
+                        generation=listener.generation,
+                    )
+                except StaleGeneration as exc:
+                    # a rebalance gave these partitions to a newer claim; nothing was written, the
+                    # new owner (maybe this consumer, re-assigned) reads them again from the stored offsets
+                    log.warning("dead_letters_fenced", detail=str(exc))
+                    continue
                 stored += result.rejections
                 listener.floor.update(
                     {tp: recs[-1].offset + 1 for tp, recs in fresh.items() if recs}
