@@ -8,7 +8,6 @@ city-scale: a year of 15-minute data for about 4,300 devices; --quick: its first
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -21,20 +20,7 @@ from bench.summary import progress, rss_mb, summary
 from simulators.generate import block_frame, count_readings, generate_chunks
 from simulators.publishers.mqtt import MqttPublisher
 from simulators.run import simulate
-from simulators.scenario import Scenario, load_scenario
-
-
-def _first_days(scn: Scenario, days: int) -> Scenario:
-    """The scenario cut to its first ``days`` days (same devices, same intervention share)."""
-    if days >= scn.days:
-        return scn
-    end = scn.start_ms + days * 86_400_000
-    return dataclasses.replace(
-        scn,
-        anchor_end_ms=end,
-        days=days,
-        intervention_day=max(1, days * scn.intervention_day // scn.days),
-    )
+from simulators.scenario import Scenario, first_days, load_scenario
 
 
 def _memory(scn: Scenario) -> dict[str, Any]:
@@ -93,8 +79,8 @@ def _mqtt(n_msgs: int) -> dict[str, Any]:
 def run(quick: bool) -> dict[str, Any]:
     """Run the three measurements and build the summary."""
     scn = load_scenario("city-scale")
-    mem_scn = _first_days(scn, 14) if quick else scn
-    pq_scn = _first_days(scn, 3 if quick else 30)
+    mem_scn = first_days(scn, 14) if quick else scn
+    pq_scn = first_days(scn, 3 if quick else 30)
     progress(f"generation into memory: {mem_scn.device_count} devices x {mem_scn.days} days")
     mem = _memory(mem_scn)
     progress(f"  {mem['readings']} readings in {mem['seconds']} s")

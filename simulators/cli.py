@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pilotstream.cli import EXIT_OK, add_settings_args, settings_from_args
+from pilotstream.cli import EXIT_OK, EXIT_USAGE, add_settings_args, settings_from_args
 
 if TYPE_CHECKING:
     import polars as pl
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from simulators.settings import SimulatorSettings
 
 EXIT_INTERRUPTED = 130
+MAX_READINGS = 20_000_000  # in-memory runs (frames, messages); about 10 GB of RAM at most
 
 OUTPUTS = ("mqtt", "kafka", "file")
 
@@ -49,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> list[str]:  # type: ignore[type
         "(default out/sim/<scenario> for --to file; optional record for mqtt/kafka)",
     )
     sim.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    sim.add_argument(
+        "--days", type=int, default=None, help="simulate only the scenario's first N days"
+    )
     sim.add_argument(
         "--faults",
         action=argparse.BooleanOptionalAction,
@@ -93,13 +97,29 @@ def _simulate(args: argparse.Namespace) -> int:
     from simulators.publishers.files import write_run
     from simulators.replay import Pace
     from simulators.run import simulate
-    from simulators.scenario import end_at_now, load_scenario, with_overrides
+    from simulators.scenario import (
+        end_at_now,
+        first_days,
+        load_scenario,
+        readings_upper_bound,
+        with_overrides,
+    )
     from simulators.settings import SimulatorSettings
 
     settings = settings_from_args(SimulatorSettings, args)
     configure(settings.log_level)
     pace = Pace.parse(args.speed, args.rate)
     scn = with_overrides(load_scenario(args.scenario), seed=args.seed, faults=args.faults)
+    if args.days is not None:
+        scn = first_days(scn, args.days)
+    if readings_upper_bound(scn) > MAX_READINGS:
+        print(
+            f"pilotstream simulate: {scn.name} has up to {readings_upper_bound(scn):,} readings, "
+            f"more than {MAX_READINGS:,} fit in memory here; use --days N "
+            "(the generation benchmark streams all of it: python -m bench simulate)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args.end_at == "now":
         scn = end_at_now(scn)
     run = simulate(scn)

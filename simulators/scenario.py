@@ -135,6 +135,26 @@ def end_at_now(scn: Scenario, now_ms: int | None = None) -> Scenario:
     return dataclasses.replace(scn, anchor_end_ms=now_ms - now_ms % step_ms)
 
 
+def first_days(scn: Scenario, days: int) -> Scenario:
+    """The scenario cut to its first ``days`` days (same devices; the intervention keeps its share)."""
+    if not 0 < days <= scn.days:
+        msg = f"days must be between 1 and {scn.days}, not {days}"
+        raise ScenarioError(msg)
+    if days == scn.days:
+        return scn
+    return dataclasses.replace(
+        scn,
+        anchor_end_ms=scn.start_ms + days * DAY_MS,
+        days=days,
+        intervention_day=max(1, days * scn.intervention_day // scn.days),
+    )
+
+
+def readings_upper_bound(scn: Scenario) -> int:
+    """At most this many readings (two metrics per device per step): guards in-memory runs."""
+    return 2 * scn.device_count * scn.days * 86_400 // scn.step_s
+
+
 def _build(data: dict[str, Any], registry: Registry) -> Scenario:
     head = data["scenario"]
     anchor = datetime.fromisoformat(head["anchor_end"].replace("Z", "+00:00"))

@@ -37,7 +37,7 @@ def inject_reading_faults(
     value, ts = pl.col("value"), pl.col("ts_ms")
     group_scale = value.abs().mean().over(_SERIES) + 1.0
     spike = value + 10.0 * group_scale
-    spike = pl.when(pl.col("kind") == "gauge").then(spike).otherwise(spike.round(0))
+    spike = pl.when(pl.col("unit") == "count").then(spike.round(0)).otherwise(spike)
     unit_scale = pl.col("unit").replace_strict(
         {u: s for u, (_, s, _) in UNITS.items()}, default=1.0
     )

@@ -42,7 +42,7 @@ async def test_replay_keeps_the_virtual_clock() -> None:
     state = ReplayState(total=3)
     t0 = time.monotonic()
     await replay(items, send, pace=Pace(36_000.0), state=state)  # 2 h virtual = 0.2 s real
-    assert 0.18 <= time.monotonic() - t0 < 1.0
+    assert 0.18 <= time.monotonic() - t0 < 5.0  # generous: the machine is shared
     assert seen == [1, 2, 3]
     assert state.sent == 3
     assert state.virtual_ms == 7_200_000
@@ -64,3 +64,17 @@ def test_help_does_not_load_numpy_or_polars() -> None:
     code = "import sys, pilotstream.cli as c; c.build_parser(); print('polars' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_city_scale_in_memory_is_refused_without_days(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "city-scale", "--to", "file"]) == 2
+    assert "--days" in capsys.readouterr().err
+
+
+def test_first_days_keeps_the_intervention_share() -> None:
+    from simulators.scenario import first_days, load_scenario
+
+    scn = first_days(load_scenario("city-scale"), 4)
+    assert scn.days == 4
+    assert scn.intervention_day == 2
+    assert scn.anchor_end_ms - scn.start_ms == 4 * 86_400_000
