@@ -89,7 +89,9 @@ def rejection_rows(rejected: pl.DataFrame, *, topic: str, max_bytes: int) -> pl.
         "device_id",
         "reason",
         topic=pl.lit(topic),
-        detail=pl.format("{} {}: {}", "metric", "ts_ms", "detail"),
+        detail=pl.format(
+            "{} {}: {}", "metric", "ts_ms", pl.col("detail").fill_null("no watermark yet")
+        ),
         gateway_id=pl.lit(""),
         payload=body.cast(pl.Binary).bin.slice(0, max_bytes),
         payload_size=body.str.len_bytes().cast(pl.Int32),
