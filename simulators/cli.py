@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from simulators.settings import SimulatorSettings
 
 EXIT_INTERRUPTED = 130
-MAX_READINGS = 20_000_000  # in-memory runs (frames, messages); about 10 GB of RAM at most
+MAX_READINGS = 8_000_000  # upper bound for in-memory runs: about 3 GB of RAM (7 days of city-scale)
 
 OUTPUTS = ("mqtt", "kafka", "file")
 
