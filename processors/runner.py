@@ -77,6 +77,9 @@ class ProcessorService:
         self._last_batch = time.monotonic()
         self._rebalanced = time.monotonic()  # idle exit waits a full period after a rebalance
         self._healthy = False
+        self.readings_total = 0  # readings committed by this process
+        self.first_batch_at: float | None = None  # monotonic time the first batch was polled
+        self.last_batch_at: float | None = None  # monotonic time the last batch committed
 
     def stop(self) -> None:
         """Ask the service to drain and exit (signal handlers call this)."""
@@ -212,7 +215,13 @@ class ProcessorService:
                 async with self._lock:
                     result = await proc.close_idle(now_ms=_now_ms(), idle_ms=0)
                     await self._after(result, started, publisher)
-                log.info("exit_when_idle", idle_s=round(started - last_record, 1))
+                span = (self.last_batch_at or 0.0) - (self.first_batch_at or 0.0)
+                log.info(
+                    "exit_when_idle",
+                    idle_s=round(started - last_record, 1),
+                    readings=self.readings_total,
+                    busy_span_s=round(span, 3),
+                )
                 return
         log.info("draining", partitions=self._assigned)
 
@@ -222,6 +231,10 @@ class ProcessorService:
         if result.commit is None:
             return
         self._last_batch = time.monotonic()
+        if result.readings:
+            self.readings_total += result.readings
+            self.first_batch_at = self.first_batch_at or started
+            self.last_batch_at = self._last_batch
         self.metrics.observe_batch(result.readings, result.records, self._last_batch - started)
         self.metrics.windows.inc(result.windows)
         for reason, n in result.rejected.items():

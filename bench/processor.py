@@ -1,0 +1,227 @@
+"""Processor benchmark: readings/s from Kafka to committed rows in TimescaleDB, per process.
+
+Setup (not timed): a throw-away database, a 6-partition topic, and energy-counter reading batches
+(1-minute readings, ``PACK`` per record, devices interleaved in time order) produced to it.
+
+- ours: one ``pilotstream process`` subprocess (deltas off) consumes the topic and commits
+  readings, 15-min and hourly windows, rejections and offsets; it logs its busy span (first poll
+  to last commit) when it exits idle; ``readings_per_s`` = readings / span; ``rss_mb`` = peak RSS.
+- peer: a Quix Streams application on the same topic and data (its own consumer group): it
+  expands each batch into readings, stamps their event time and sums them per device in hourly
+  tumbling windows, counting the closed windows (it writes nothing to the database, which
+  favours it). Its span runs from the first to the last processed message.
+- ``rss_mb_100k_devices`` (full run only): peak RSS of a processor with 100,000 active devices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from bench.summary import progress, summary
+
+PACK = 20  # readings per Kafka record
+HOUR_MS = 3_600_000
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _records(devices: int, per_device: int, pack: int) -> list[tuple[bytes, bytes]]:
+    from pilotstream.codec import encode
+    from pilotstream.contracts import ReadingBatch
+
+    now = int(time.time() * 1000)
+    t0 = (now // HOUR_MS - per_device // 60 - 2) * HOUR_MS
+    rate = 0.01 * (1 + np.arange(devices) % 7)
+    out = []
+    for start in range(0, per_device, pack):  # one record per device and block of readings
+        steps = np.arange(start + 1, min(per_device, start + pack) + 1)
+        ts = (t0 + 60_000 * steps).tolist()
+        n = len(ts)
+        for d in range(devices):
+            values = np.round(100.0 + rate[d] * steps, 6).tolist()
+            dev = f"bench-{d:06d}"
+            batch = ReadingBatch(
+                tenant="paris-energy-1", city="paris", device_id=dev, gateway_id="bench",
+                received_at_ms=now, metric=["energy.active.import"] * n, ts_ms=ts, value=values,
+                unit=["kWh"] * n, kind=["counter"] * n, seq=[-1] * n,
+            )  # fmt: skip
+            out.append((dev.encode(), encode(batch)))
+    return out
+
+
+async def _setup_topic(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=20,
+        max_batch_size=1 << 20, compression_type="lz4",
+    )  # fmt: skip
+    await producer.start()
+    try:
+        futs = [await producer.send(topic, value=v, key=k) for k, v in records]
+        await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+
+
+async def _drop_topic(bootstrap: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
+def _run_ours(topic: str, database: str, bootstrap: str) -> dict[str, Any]:
+    cmd = [
+        sys.executable, "-m", "pilotstream.cli", "process", "--readings-topic", topic,
+        "--group-id", f"bench-{topic}", "--pg-database", database, "--kafka-bootstrap", bootstrap,
+        "--publish-deltas", "false", "--exit-when-idle", "2", "--poll-max-records", "5000",
+        "--log-level", "INFO",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    peak = _watch_rss(proc)
+    _, err = proc.communicate(timeout=900)
+    text = err.decode()
+    m = re.search(r"event=exit_when_idle .*readings=(\d+) busy_span_s=([\d.]+)", text)
+    if proc.returncode != 0 or m is None:
+        msg = f"processor failed (exit {proc.returncode}): {text[-2000:]}"
+        raise RuntimeError(msg)
+    readings, span = int(m.group(1)), float(m.group(2))
+    return {
+        "readings": readings,
+        "seconds": round(span, 3),
+        "readings_per_s": round(readings / span) if span else 0,
+        "rss_mb": round(peak[0], 1),
+    }
+
+
+def _watch_rss(proc: subprocess.Popen[bytes]) -> list[float]:
+    peak = [0.0]
+
+    def watch() -> None:
+        p = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            try:
+                peak[0] = max(peak[0], p.memory_info().rss / 2**20)
+            except psutil.Error:
+                return
+            time.sleep(0.1)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return peak
+
+
+def _run_quix(topic: str, bootstrap: str, readings: int) -> dict[str, Any]:
+    import logging
+
+    from quixstreams import Application
+
+    seen = {"readings": 0, "windows": 0, "first": 0.0, "last": 0.0}
+
+    def expand(batch: dict[str, Any]) -> list[dict[str, Any]]:
+        if not seen["first"]:
+            seen["first"] = time.perf_counter()
+        return [
+            {"ts_ms": t, "value": v} for t, v in zip(batch["ts_ms"], batch["value"], strict=True)
+        ]
+
+    def count_reading(_: Any) -> None:
+        seen["readings"] += 1
+        seen["last"] = time.perf_counter()
+
+    def count_window(_: Any) -> None:
+        seen["windows"] += 1
+
+    with tempfile.TemporaryDirectory() as state:
+        app = Application(
+            broker_address=bootstrap, consumer_group=f"bench-quix-{topic}",
+            auto_offset_reset="earliest", state_dir=state, loglevel=logging.WARNING,
+            use_changelog_topics=False,
+        )  # fmt: skip
+        sdf = app.dataframe(app.topic(topic, value_deserializer="json"))
+        sdf = sdf.apply(expand, expand=True)
+        sdf = sdf.set_timestamp(lambda value, key, ts, headers: value["ts_ms"])
+        sdf = sdf.update(count_reading)
+        sdf = sdf.apply(lambda r: r["value"])
+        sdf = sdf.tumbling_window(timedelta(hours=1)).sum().final()
+        sdf = sdf.update(count_window)
+        app.run(timeout=3.0)
+    span = seen["last"] - seen["first"]
+    return {
+        "readings": seen["readings"],
+        "hourly_windows_counted": seen["windows"],
+        "seconds": round(span, 3),
+        "readings_per_s": round(seen["readings"] / span) if span else 0,
+        "complete": seen["readings"] == readings,
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Run the benchmark; ``quick`` is the CI smoke size."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from pilotstream.settings import BaseSettings
+    from storage.testing import create_temp_database, drop_database
+
+    settings = BaseSettings.load()
+    devices, per_device = (1_000, 120) if quick else (10_000, 200)
+    params = {"devices": devices, "readings_per_device": per_device, "pack": PACK}
+    progress(f"building {devices * per_device:,} readings in records of {PACK}")
+    records = _records(devices, per_device, PACK)
+    topic = f"bench.processor.{secrets.token_hex(4)}"
+    dsn = create_temp_database(settings)
+    database = str(conninfo_to_dict(dsn)["dbname"])
+    try:
+        progress(f"producing {len(records):,} records to {topic}")
+        asyncio.run(_setup_topic(settings.kafka_bootstrap, topic, records))
+        del records
+        progress("ours: pilotstream process")
+        ours = _run_ours(topic, database, settings.kafka_bootstrap)
+        progress(f"ours: {ours}")
+        progress("peer: Quix Streams hourly tumbling window per device")
+        theirs = _run_quix(topic, settings.kafka_bootstrap, devices * per_device)
+        progress(f"peer: {theirs}")
+        if not quick:
+            ours["rss_mb_100k_devices"] = _rss_100k(settings, database)
+        asyncio.run(_drop_topic(settings.kafka_bootstrap, topic))
+    finally:
+        drop_database(settings, dsn)
+    return summary(
+        "processor", params, ours, peer_name="quixstreams", peer_results=theirs,
+        ratio_key="readings_per_s",
+    )  # fmt: skip
+
+
+def _rss_100k(settings: Any, database: str) -> float:
+    progress("memory: 100,000 active devices, 10 readings each")
+    records = _records(100_000, 10, 10)
+    topic = f"bench.processor.mem.{secrets.token_hex(4)}"
+    asyncio.run(_setup_topic(settings.kafka_bootstrap, topic, records))
+    del records
+    result = _run_ours(topic, database, settings.kafka_bootstrap)
+    asyncio.run(_drop_topic(settings.kafka_bootstrap, topic))
+    progress(f"memory: {result}")
+    return float(result["rss_mb"])
