@@ -91,7 +91,7 @@ def run(quick: bool) -> dict[str, Any]:
     from pilotstream.settings import BaseSettings
     from storage.testing import create_temp_database, drop_database
 
-    n_batches = 6 if quick else 30
+    n_batches = 12 if quick else 30
     settings = BaseSettings.load()
     progress("creating a throw-away database")
     dsn = create_temp_database(settings)
