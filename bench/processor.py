@@ -98,7 +98,7 @@ def _run_ours(topic: str, database: str, bootstrap: str) -> dict[str, Any]:
     cmd = [
         sys.executable, "-m", "pilotstream.cli", "process", "--readings-topic", topic,
         "--group-id", f"bench-{topic}", "--pg-database", database, "--kafka-bootstrap", bootstrap,
-        "--publish-deltas", "false", "--exit-when-idle", "2", "--poll-max-records", "5000",
+        "--publish-deltas", "false", "--exit-when-idle", "2", "--poll-max-records", "20000",
         "--log-level", "INFO",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)

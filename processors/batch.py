@@ -66,6 +66,18 @@ class PollResult:
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One poll's payload, ready for :meth:`BatchProcessor.commit`."""
+
+    readings: pl.DataFrame | None  # readings to store
+    scored: pl.DataFrame | None  # closed or restated windows with baseline, factor and delta
+    rejections: pl.DataFrame | None  # rejection rows
+    offsets: dict[tuple[str, int], int]  # next offset per (topic, partition)
+    records: int  # Kafka records in the poll
+    reasons: dict[str, int]  # rejections by reason
+
+
 class BatchProcessor:
     """Per-partition state plus the poll -> commit mapping (see module doc)."""
 
@@ -135,6 +147,16 @@ class BatchProcessor:
 
     async def process(self, polled: Mapping[int, Sequence[Record]], *, now_ms: int) -> PollResult:
         """Decode, run the kernels, score and commit one poll (records of assigned partitions)."""
+        return await self.commit(await self.prepare(polled, now_ms=now_ms))
+
+    async def prepare(
+        self, polled: Mapping[int, Sequence[Record]], *, now_ms: int
+    ) -> Prepared | None:
+        """Everything of one poll but the commit; advances the states (None: nothing to write).
+
+        The runner commits a prepared poll while it prepares the next one; commits stay in order
+        and a failed commit ends the process (its state is rebuilt from the database).
+        """
         frames, windows, rejected, bad = [], [], [], []
         offsets: dict[tuple[str, int], int] = {}
         n_records = 0
@@ -147,6 +169,7 @@ class BatchProcessor:
                 continue
             n_records += len(records)
             offsets[(self._topic, partition)] = records[-1].offset + 1
+            self.next_offsets[partition] = records[-1].offset + 1
             batches = _decode(partition, records, bad)
             frame, invalid = _split_invalid(decode_batches(batches))
             state = await self._rehydrate(self.states[partition], frame, now_ms)
@@ -156,25 +179,49 @@ class BatchProcessor:
             windows.append(result.windows)
             rejected.append(pl.concat([result.rejected, invalid.select(result.rejected.columns)]))
         if not offsets:
-            return PollResult(None, [], 0, 0, 0)
+            return None
         readings = pl.concat(frames) if frames else None
-        result = await self._commit(readings, windows, rejected, bad, offsets, n_records)
-        for (_, partition), offset in offsets.items():
-            self.next_offsets[partition] = offset
-        return result
+        return await self._prepared(readings, windows, rejected, bad, offsets, n_records)
 
     async def close_idle(self, *, now_ms: int, idle_ms: int) -> PollResult:
         """Close the windows of devices silent for ``idle_ms`` (0: every open window) and commit."""
+        return await self.commit(await self.prepare_idle(now_ms=now_ms, idle_ms=idle_ms))
+
+    async def prepare_idle(self, *, now_ms: int, idle_ms: int) -> Prepared | None:
+        """The idle timer's windows, ready to commit (None: none closed)."""
         windows = []
         for partition, state in self.states.items():
             result = close_idle(state, now_ms=now_ms, idle_ms=idle_ms, params=self._params)
             self.states[partition] = result.state
             windows.append(result.windows)
         if not any(w.height for w in windows):
-            return PollResult(None, [], 0, 0, 0)
-        return await self._commit(None, windows, [], [], {}, 0)
+            return None
+        return await self._prepared(None, windows, [], [], {}, 0)
 
-    async def _commit(
+    async def commit(self, prepared: Prepared | None) -> PollResult:
+        """Write a prepared poll in ONE transaction; the changed windows become deltas."""
+        if prepared is None:
+            return PollResult(None, [], 0, 0, 0)
+        p = prepared
+        commit = await self._writer.commit_batch(
+            readings=p.readings,
+            windows=window_rows(p.scored) if p.scored is not None else None,
+            rejections=p.rejections,
+            offsets=p.offsets,
+            group=self._group,
+            generation=self.generation,
+        )
+        deltas = window_deltas(p.scored, commit.windows_changed) if p.scored is not None else []
+        return PollResult(
+            commit,
+            deltas,
+            readings=0 if p.readings is None else p.readings.height,
+            records=p.records,
+            windows=0 if p.scored is None else p.scored.height,
+            rejected=p.reasons,
+        )
+
+    async def _prepared(
         self,
         readings: pl.DataFrame | None,
         windows: list[pl.DataFrame],
@@ -182,7 +229,7 @@ class BatchProcessor:
         bad: list[BadRecord],
         offsets: dict[tuple[str, int], int],
         n_records: int,
-    ) -> PollResult:
+    ) -> Prepared:
         closed = pl.concat(windows) if windows else pl.DataFrame()
         scored = await self.score(closed) if closed.height else None
         refused = pl.concat(rejected) if rejected else pl.DataFrame()
@@ -191,27 +238,18 @@ class BatchProcessor:
             parts.append(rejection_rows(refused, topic=self._topic, max_bytes=self._max_bytes))
         if bad:
             parts.append(bad_batch_rows(bad, topic=self._topic, max_bytes=self._max_bytes))
-        commit = await self._writer.commit_batch(
-            readings=readings,
-            windows=window_rows(scored) if scored is not None else None,
-            rejections=pl.concat(parts) if parts else None,
-            offsets=offsets,
-            group=self._group,
-            generation=self.generation,
-        )
-        deltas = window_deltas(scored, commit.windows_changed) if scored is not None else []
         reasons: dict[str, int] = {}
         if refused.height:
             reasons = dict(refused.group_by("reason").len().iter_rows())
         if bad:
             reasons["bad_batch"] = len(bad)
-        return PollResult(
-            commit,
-            deltas,
-            readings=0 if readings is None else readings.height,
+        return Prepared(
+            readings=readings,
+            scored=scored,
+            rejections=pl.concat(parts) if parts else None,
+            offsets=offsets,
             records=n_records,
-            windows=closed.height,
-            rejected=reasons,
+            reasons=reasons,
         )
 
     async def score(self, windows: pl.DataFrame) -> pl.DataFrame:

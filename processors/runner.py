@@ -77,6 +77,9 @@ class ProcessorService:
         self._last_batch = time.monotonic()
         self._rebalanced = time.monotonic()  # idle exit waits a full period after a rebalance
         self._healthy = False
+        self._pending: tuple[asyncio.Task[PollResult], float] | None = None  # commit in flight
+        self._publisher: DeltaPublisher | None = None
+        self._gap_checked: dict[int, int] = {}  # partition -> offset already re-seeked to
         self.readings_total = 0  # readings committed by this process
         self.first_batch_at: float | None = None  # monotonic time the first batch was polled
         self.last_batch_at: float | None = None  # monotonic time the last batch committed
@@ -183,6 +186,7 @@ class ProcessorService:
     async def _consume(self, consumer: AIOKafkaConsumer, publisher: DeltaPublisher | None) -> None:
         s, proc = self.s, self._proc
         assert proc is not None
+        self._publisher = publisher
         last_record = last_idle = time.monotonic()
         while not self._stop.is_set():
             epoch = self._epoch
@@ -197,24 +201,26 @@ class ProcessorService:
                     records = {
                         tp.partition: [Record(m.offset, m.key, m.value, m.timestamp) for m in msgs]
                         for tp, msgs in polled.items()
-                        if tp.topic == s.readings_topic
+                        if tp.topic == s.readings_topic and self._contiguous(consumer, tp, msgs)
                     }
-                    log.debug(
-                        "poll",
-                        offsets={p: (r[0].offset, r[-1].offset) for p, r in records.items()},
-                    )
-                    result = await proc.process(records, now_ms=_now_ms())
-                    await self._after(result, started, publisher)
+                    prepared = await proc.prepare(records, now_ms=_now_ms())
+                    await self._flush()  # commits stay in order: the previous one first
+                    if prepared is not None:  # committed while the next poll is prepared
+                        self._pending = (
+                            asyncio.create_task(proc.commit(prepared), name="commit"),
+                            started,
+                        )
                 if started - last_idle >= s.idle_check_s:
                     last_idle = started
-                    result = await proc.close_idle(now_ms=_now_ms(), idle_ms=s.idle_close_s * 1000)
-                    await self._after(result, started, publisher)
+                    await self._flush()
+                    idle = await proc.close_idle(now_ms=_now_ms(), idle_ms=s.idle_close_s * 1000)
+                    await self._after(idle, started)
             lag = await self._update_lag(consumer)
             quiet = started - max(last_record, self._rebalanced) >= s.exit_when_idle_s
             if s.exit_when_idle_s and lag == 0 and quiet:
                 async with self._lock:
-                    result = await proc.close_idle(now_ms=_now_ms(), idle_ms=0)
-                    await self._after(result, started, publisher)
+                    await self._flush()
+                    await self._after(await proc.close_idle(now_ms=_now_ms(), idle_ms=0), started)
                 span = (self.last_batch_at or 0.0) - (self.first_batch_at or 0.0)
                 log.info(
                     "exit_when_idle",
@@ -223,11 +229,40 @@ class ProcessorService:
                     busy_span_s=round(span, 3),
                 )
                 return
-        log.info("draining", partitions=self._assigned)
+        async with self._lock:
+            await self._flush()
+        log.info("drained", partitions=self._assigned, readings=self.readings_total)
 
-    async def _after(
-        self, result: PollResult, started: float, publisher: DeltaPublisher | None
-    ) -> None:
+    def _contiguous(self, consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: list[Any]) -> bool:
+        """False (and seek back) when a fetch starts past the next offset to process.
+
+        A fetch made before a rebalance can survive the seek to the stored offsets; processing
+        it would skip records. The first time a gap shows, the consumer seeks back and the
+        records are dropped; a gap seen again from the same offset is real (e.g. transaction
+        markers) and accepted.
+        """
+        assert self._proc is not None
+        expected = self._proc.next_offsets.get(tp.partition)
+        if expected is None or not msgs or msgs[0].offset <= expected:
+            return True
+        if self._gap_checked.get(tp.partition) == expected:
+            return True
+        self._gap_checked[tp.partition] = expected
+        log.warning(
+            "fetch_gap_reseek", partition=tp.partition, expected=expected, got=msgs[0].offset
+        )
+        consumer.seek(tp, expected)
+        return False
+
+    async def _flush(self) -> None:
+        """Wait for the commit in flight (a failed commit raises and ends the service)."""
+        if self._pending is None:
+            return
+        task, started = self._pending
+        self._pending = None
+        await self._after(await task, started)
+
+    async def _after(self, result: PollResult, started: float) -> None:
         if result.commit is None:
             return
         self._last_batch = time.monotonic()
@@ -239,8 +274,8 @@ class ProcessorService:
         self.metrics.windows.inc(result.windows)
         for reason, n in result.rejected.items():
             self.metrics.rejections.labels(reason).inc(n)
-        if publisher is not None and result.deltas:
-            self.metrics.deltas.inc(await publisher.publish(result.deltas))
+        if self._publisher is not None and result.deltas:
+            self.metrics.deltas.inc(await self._publisher.publish(result.deltas))
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> int | None:
         """Total lag of the assigned partitions; None while a log end is unknown."""
@@ -259,8 +294,9 @@ class ProcessorService:
         return total
 
     async def revoked(self, partitions: list[int]) -> None:
-        """Rebalance: wait for the batch in flight (it committed), then drop the states."""
+        """Rebalance: wait for the batch in flight to commit, then drop the states."""
         async with self._lock:
+            await self._flush()
             if self._proc is not None:
                 self._proc.revoke(partitions)
             self._assigned = [p for p in self._assigned if p not in partitions]
