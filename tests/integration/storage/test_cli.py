@@ -7,6 +7,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from pilotstream.cli import main
 from pilotstream.settings import BaseSettings
+from storage.migrate import available
 from storage.testing import create_temp_database, drop_database
 
 pytestmark = pytest.mark.integration
@@ -21,10 +22,10 @@ def test_db_migrate_dry_run_migrate_rerun_and_retention(
         assert main(["db", "migrate", "--dry-run", *db]) == 0
         out = capsys.readouterr().out
         assert "would apply 0001_registry" in out
-        assert "7 migration(s) pending" in out
+        assert f"{len(available())} migration(s) pending" in out
         assert main(["db", "migrate", *db]) == 0
         out = capsys.readouterr().out
-        assert "applied 0007_tenant_device_metrics" in out
+        assert f"applied {available()[-1].label}" in out
         assert "10 pilots, 18 emission factors, 10 pilot roles" in out
         assert main(["db", "migrate", *db]) == 0
         assert "0 migration(s) applied" in capsys.readouterr().out
