@@ -204,24 +204,33 @@ def run(quick: bool) -> dict[str, Any]:
         progress("peer: Quix Streams hourly tumbling window per device")
         theirs = _run_quix(topic, settings.kafka_bootstrap, devices * per_device)
         progress(f"peer: {theirs}")
-        if not quick:
-            ours["rss_mb_100k_devices"] = _rss_100k(settings, database)
         asyncio.run(_drop_topic(settings.kafka_bootstrap, topic))
     finally:
         drop_database(settings, dsn)
+    if not quick:
+        ours["rss_mb_100k_devices"] = _rss_100k(settings)
     return summary(
         "processor", params, ours, peer_name="quixstreams", peer_results=theirs,
         ratio_key="readings_per_s",
     )  # fmt: skip
 
 
-def _rss_100k(settings: Any, database: str) -> float:
-    progress("memory: 100,000 active devices, 10 readings each")
+def _rss_100k(settings: Any) -> float:
+    from psycopg.conninfo import conninfo_to_dict
+
+    from storage.testing import create_temp_database, drop_database
+
+    progress("memory: 100,000 active devices, 10 readings each (own database)")
     records = _records(100_000, 10, 10)
     topic = f"bench.processor.mem.{secrets.token_hex(4)}"
-    asyncio.run(_setup_topic(settings.kafka_bootstrap, topic, records))
-    del records
-    result = _run_ours(topic, database, settings.kafka_bootstrap)
-    asyncio.run(_drop_topic(settings.kafka_bootstrap, topic))
+    dsn = create_temp_database(settings)
+    try:
+        asyncio.run(_setup_topic(settings.kafka_bootstrap, topic, records))
+        del records
+        database = str(conninfo_to_dict(dsn)["dbname"])
+        result = _run_ours(topic, database, settings.kafka_bootstrap)
+        asyncio.run(_drop_topic(settings.kafka_bootstrap, topic))
+    finally:
+        drop_database(settings, dsn)
     progress(f"memory: {result}")
     return float(result["rss_mb"])

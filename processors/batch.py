@@ -157,7 +157,10 @@ class BatchProcessor:
         The runner commits a prepared poll while it prepares the next one; commits stay in order
         and a failed commit ends the process (its state is rebuilt from the database).
         """
-        frames, windows, rejected, bad = [], [], [], []
+        frames: list[pl.DataFrame] = []
+        windows: list[pl.DataFrame] = []
+        rejected: list[pl.DataFrame] = []
+        bad: list[BadRecord] = []
         offsets: dict[tuple[str, int], int] = {}
         n_records = 0
         for partition, polled_records in polled.items():

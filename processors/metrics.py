@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -79,7 +80,7 @@ async def serve_http(
                 body, ctype = json.dumps(state).encode(), "application/json"
             else:
                 status, body, ctype = 404, b"not found\n", "text/plain"
-            head = f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\n"
+            head = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {ctype}\r\n"
             head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             writer.write(head.encode() + body)
             await writer.drain()

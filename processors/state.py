@@ -58,7 +58,7 @@ WHERE ts >= (SELECT max(ts) FROM readings) - make_interval(secs => %s / 1000.0)
 
 def partition_of(device_id: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives a record keyed by ``device_id``."""
-    return (murmur2(device_id.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(device_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 async def recent_devices(
@@ -83,7 +83,7 @@ def merge(a: EventTimeState, b: EventTimeState) -> EventTimeState:
             return x if y is None else y
         if y.is_empty():
             return x
-        return pl.concat([x, y.select(x.columns).cast(x.schema)])  # type: ignore[arg-type]
+        return pl.concat([x, y.select(x.columns).cast(x.schema)])
 
     return replace(
         a,

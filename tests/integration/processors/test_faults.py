@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 import time
 
 import pytest
@@ -84,3 +85,21 @@ async def test_three_members_one_killed_mid_stream(lane: Lane) -> None:
         assert m.returncode == 0, err.decode()[-3000:]
         logs += "\n".join(x for x in err.decode().splitlines() if "processors.runner" in x) + "\n"
     _assert_exact(lane, feed, len(pieces), logs)
+
+
+async def test_sigterm_drains_commits_and_exits_cleanly(lane: Lane) -> None:
+    feed, pieces = _feed(13)
+    await produce(lane.bootstrap, lane.topic, pieces)
+    small = ("--poll-max-records", "40", "--log-level", "INFO")
+    proc = spawn(process_cmd(lane, 30.0, *small))
+    time.sleep(3.0)  # noqa: ASYNC251 - the test itself waits
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert "event=drained" in err.decode()
+    stored = scalar(lane.dsn, "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets")
+    assert 0 < stored < len(pieces)
+    final = spawn(process_cmd(lane, 3.0))
+    _, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err.decode()[-3000:]
+    _assert_exact(lane, feed, len(pieces))
