@@ -161,8 +161,9 @@ class StoredBaselines:
             lo = int(group["bucket_start_ms"].min())  # type: ignore[arg-type]
             hi = int(group["bucket_start_ms"].max()) + HOUR_MS  # type: ignore[arg-type]
             temperature = await self._temperature(city.id, lo, hi)
-        pred = predict_windows(models, group, tz=city.tz, temperature=temperature)
-        return pred.select("_r", "baseline", "baseline_model_id")
+        cols = ["device_id", "metric", "bucket_start_ms", "width_s"]
+        pred = predict_windows(models, group.select(cols), tz=city.tz, temperature=temperature)
+        return pred.select(group["_r"], "baseline", "baseline_model_id")  # input order kept
 
     async def _models_for(
         self, tenant: str, metric: str, devices: list[str], start_ms: int
