@@ -7,24 +7,29 @@ operations; "previous reading" means the previous row of the same (device, metri
 The ``amount`` column is what a window aggregates: the consumption since the previous reading for
 counters (null for the first reading of a key, whose predecessor is unknown), the value itself for
 deltas and gauges.
+
+:func:`clean_arrays` is the numpy core, shared with :func:`processors.kernels.step`, which keeps
+its rows as arrays sorted by integer key codes (:mod:`processors.kernels.keys`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from processors.kernels import flags as qf
-
-KEY = ["device_id", "metric"]
+from processors.kernels.keys import KEY, index_keys, per_key, same_as_previous
 
 # physical range of gauge metrics, canonical units; counters and deltas must be >= 0
 GAUGE_RANGES: dict[str, tuple[float, float]] = {
     "weather.temperature": (-60.0, 60.0),
     "power.active": (-100_000.0, 100_000.0),
 }
+# bits of :func:`kind_bits`
+COUNTER, GAUGE, STUCK_CHECKED = 1, 2, 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +63,22 @@ def infer_intervals(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def median_steps(code: np.ndarray, ts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """:func:`infer_intervals` on rows sorted by (code, ts), for the codes where ``wanted``.
+
+    Returns a float per code, NaN where not wanted or without a positive step.
+    """
+    out = np.full(len(wanted), np.nan)
+    if not wanted.any():
+        return out
+    step = np.diff(ts)
+    inside = (step > 0) & (code[1:] == code[:-1]) & wanted[code[1:]]
+    steps = pl.DataFrame({"code": code[1:][inside], "step": step[inside]})
+    found = steps.group_by("code").agg(pl.col("step").median().cast(pl.Int64))
+    out[found["code"].to_numpy()] = found["step"].to_numpy()
+    return out
+
+
 def robust_stats(frame: pl.DataFrame) -> pl.DataFrame:
     """Median and interquartile range of ``amount`` per (device_id, metric), for spike detection."""
     return (
@@ -76,6 +97,88 @@ def register_max_of(prev: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         out = 10.0 ** (np.floor(np.log10(prev)) + 1.0)
     return np.where(prev > 0, out, np.nan)
+
+
+def kind_bits(kind: pl.Series, stuck_kinds: Iterable[str]) -> np.ndarray:
+    """COUNTER, GAUGE and STUCK_CHECKED bits of each reading's kind."""
+
+    def bit(name: str, value: int) -> np.ndarray:
+        return (kind == name).fill_null(False).to_numpy().astype(np.int8) * np.int8(value)
+
+    bits = bit("counter", COUNTER) | bit("gauge", GAUGE)
+    for k in dict.fromkeys(stuck_kinds):
+        bits |= bit(k, STUCK_CHECKED)
+    return bits
+
+
+def gauge_bounds(metric: pl.Series, ranges: dict[str, tuple[float, float]]) -> np.ndarray:
+    """(n, 2) lower and upper physical bound per metric (infinite where none is known)."""
+    lo = metric.replace_strict({k: v[0] for k, v in ranges.items()}, default=-np.inf)
+    hi = metric.replace_strict({k: v[1] for k, v in ranges.items()}, default=np.inf)
+    return np.column_stack([lo.cast(pl.Float64).to_numpy(), hi.cast(pl.Float64).to_numpy()])
+
+
+def clean_arrays(
+    *,
+    first: np.ndarray,
+    ts: np.ndarray,
+    value: np.ndarray,
+    kinds: np.ndarray,
+    bounds: np.ndarray,
+    interval: np.ndarray,
+    register_max: np.ndarray,
+    params: CleanParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``amount`` (NaN: none) and ``flags`` (without spikes) of sorted readings.
+
+    Args:
+        first: the row is the first of its key.
+        ts: event time, ms. value: reading value. kinds: :func:`kind_bits`.
+        bounds: (n, 2) physical range of gauges. interval: expected step, ms (NaN: unknown).
+        register_max: known register maximum (NaN: infer from the digit width).
+        params: cleaning rules.
+    """
+    p = params
+    n = len(ts)
+    prev = np.roll(value, 1)
+    counter = (kinds & COUNTER) != 0
+    gauge = (kinds & GAUGE) != 0
+    flags = np.zeros(n, dtype=np.int64)
+
+    # counters: consumption since the previous reading, rollover vs reset
+    diff = value - prev
+    went_down = counter & ~first & (diff < 0)
+    reg_max = np.where(np.isnan(register_max), register_max_of(prev), register_max)
+    rollover = went_down & (prev >= (1.0 - p.rollover_margin) * reg_max)
+    reset = went_down & ~rollover
+    consumption = np.where(rollover, reg_max - prev + value, np.where(reset, value, diff))
+    amount = np.where(counter, np.where(first, np.nan, consumption), value)
+    flags |= np.where(rollover, qf.ROLLOVER | qf.NEGATIVE, 0)
+    flags |= np.where(reset, qf.RESET | qf.NEGATIVE, 0)
+
+    # range by kind: counters and deltas are non-negative, gauges per metric
+    out_of_range = np.where(gauge, (value < bounds[:, 0]) | (value > bounds[:, 1]), value < 0)
+    flags |= np.where(out_of_range, qf.OUT_OF_RANGE, 0)
+
+    # gaps: a step longer than gap_factor expected intervals
+    with np.errstate(invalid="ignore"):
+        gap = ~first & (interval > 0) & ((ts - np.roll(ts, 1)) > p.gap_factor * interval)
+    flags |= np.where(gap, qf.GAP, 0)
+
+    # stuck: stuck_run equal values in a row
+    same = ~first & (value == prev)
+    position = np.arange(n)
+    run_start = np.maximum.accumulate(np.where(~same, position, 0)) if n else position
+    stuck = ((kinds & STUCK_CHECKED) != 0) & (position - run_start >= p.stuck_run - 1)
+    flags |= np.where(stuck, qf.STUCK, 0)
+    return amount, flags
+
+
+def spike_flags(amount: np.ndarray, median: np.ndarray, iqr: np.ndarray, k: float) -> np.ndarray:
+    """SPIKE where the amount exceeds median + k IQR of its key (NaN statistics: never)."""
+    with np.errstate(invalid="ignore"):
+        spike = (iqr > 0) & (amount > median + k * iqr)
+    return np.where(spike, qf.SPIKE, 0)
 
 
 def clean(
@@ -99,95 +202,31 @@ def clean(
         params: cleaning rules.
     """
     p = params or CleanParams()
-    df = _with_intervals(frame, intervals)
-    if register_max is not None:
-        df = df.join(
-            register_max.select([*KEY, "register_max"]), on=KEY, how="left", maintain_order="left"
-        )
-    else:
-        df = df.with_columns(register_max=pl.lit(None, pl.Float64))
-
-    first = (
-        (pl.col("device_id") != pl.col("device_id").shift())
-        | (pl.col("metric") != pl.col("metric").shift())
-    ).fill_null(True)
-    is_first = df.select(first).to_series().to_numpy()
-    ts = df["ts_ms"].to_numpy()
-    value = df["value"].to_numpy()
-    kind = df["kind"].to_numpy()
-    prev = np.roll(value, 1)
-    prev_ts = np.roll(ts, 1)
-    counter = kind == "counter"
-    gauge = kind == "gauge"
-    flags = np.zeros(df.height, dtype=np.int64)
-
-    # counters: consumption since the previous reading, rollover vs reset
-    diff = value - prev
-    went_down = counter & ~is_first & (diff < 0)
-    known_max = df["register_max"].fill_null(np.nan).to_numpy()
-    reg_max = np.where(np.isnan(known_max), register_max_of(prev), known_max)
-    rollover = went_down & (prev >= (1.0 - p.rollover_margin) * reg_max)
-    reset = went_down & ~rollover
-    consumption = np.where(rollover, reg_max - prev + value, np.where(reset, value, diff))
-    amount = np.where(counter, np.where(is_first, np.nan, consumption), value)
-    flags |= np.where(rollover, qf.ROLLOVER | qf.NEGATIVE, 0)
-    flags |= np.where(reset, qf.RESET | qf.NEGATIVE, 0)
-
-    # range by kind: counters and deltas are non-negative, gauges per metric
-    lo, hi = _gauge_bounds(df["metric"], p.gauge_ranges)
-    out_of_range = np.where(gauge, (value < lo) | (value > hi), value < 0)
-    flags |= np.where(out_of_range, qf.OUT_OF_RANGE, 0)
-
-    # gaps: a step longer than gap_factor expected intervals
-    interval = df["interval_ms"].fill_null(0).to_numpy()
-    gap = ~is_first & (interval > 0) & ((ts - prev_ts) > p.gap_factor * interval)
-    flags |= np.where(gap, qf.GAP, 0)
-
-    # stuck: stuck_run equal values in a row
-    same = ~is_first & (value == prev)
-    run_start = np.maximum.accumulate(np.where(~same, np.arange(df.height), 0))
-    stuck = np.isin(kind, p.stuck_kinds) & (np.arange(df.height) - run_start >= p.stuck_run - 1)
-    flags |= np.where(stuck, qf.STUCK, 0)
-
-    df = df.with_columns(
+    index = index_keys(frame)
+    code = index.codes[0]
+    ts = frame["ts_ms"].to_numpy()
+    given = per_key(index, intervals, "interval_ms").cast(pl.Float64).fill_null(np.nan).to_numpy()
+    interval = np.where(np.isnan(given), median_steps(code, ts, np.isnan(given)), given)
+    known_max = per_key(index, register_max, "register_max")
+    amount, flags = clean_arrays(
+        first=~same_as_previous(code),
+        ts=ts,
+        value=frame["value"].to_numpy(),
+        kinds=kind_bits(frame["kind"], p.stuck_kinds),
+        bounds=gauge_bounds(index.keys["metric"], p.gauge_ranges)[code],
+        interval=interval[code],
+        register_max=known_max.cast(pl.Float64).fill_null(np.nan).to_numpy()[code],
+        params=p,
+    )
+    if reference is None:
+        with_amount = frame.select(KEY).with_columns(amount=pl.Series(amount).fill_nan(None))
+        reference = robust_stats(with_amount)
+    median = per_key(index, reference, "median").cast(pl.Float64).fill_null(np.nan).to_numpy()
+    iqr = per_key(index, reference, "iqr").cast(pl.Float64).fill_null(np.nan).to_numpy()
+    flags |= spike_flags(amount, median[code], iqr[code], p.spike_iqr)
+    interval_ms = pl.Series("interval_ms", interval[code]).fill_nan(None).cast(pl.Int64)
+    return frame.drop("interval_ms", strict=False).with_columns(
+        interval_ms,
         amount=pl.Series(amount, dtype=pl.Float64).fill_nan(None),
         flags=pl.Series(flags, dtype=pl.Int64),
-    )
-    return _flag_spikes(df, reference, p.spike_iqr).drop("register_max")
-
-
-def _with_intervals(frame: pl.DataFrame, intervals: pl.DataFrame | None) -> pl.DataFrame:
-    if intervals is None:
-        inferred = infer_intervals(frame)
-    else:
-        given = intervals.select([*KEY, "interval_ms"]).cast({"interval_ms": pl.Int64})
-        unknown = frame.select(KEY).join(given, on=KEY, how="anti")
-        inferred = given
-        if unknown.height:  # infer only the keys the caller did not give
-            rest = infer_intervals(frame.join(unknown.unique(), on=KEY, how="semi"))
-            inferred = pl.concat([given, rest])
-    if "interval_ms" in frame.columns:
-        frame = frame.drop("interval_ms")
-    return frame.join(inferred, on=KEY, how="left", maintain_order="left")
-
-
-def _gauge_bounds(
-    metric: pl.Series, ranges: dict[str, tuple[float, float]]
-) -> tuple[np.ndarray, np.ndarray]:
-    lo = metric.replace_strict({k: v[0] for k, v in ranges.items()}, default=-np.inf)
-    hi = metric.replace_strict({k: v[1] for k, v in ranges.items()}, default=np.inf)
-    return lo.cast(pl.Float64).to_numpy(), hi.cast(pl.Float64).to_numpy()
-
-
-def _flag_spikes(df: pl.DataFrame, reference: pl.DataFrame | None, k: float) -> pl.DataFrame:
-    stats = robust_stats(df) if reference is None else reference.select([*KEY, "median", "iqr"])
-    if stats.is_empty():
-        return df
-    spike = (
-        (pl.col("iqr") > 0) & (pl.col("amount") > pl.col("median") + k * pl.col("iqr"))
-    ).fill_null(False)
-    return (
-        df.join(stats, on=KEY, how="left", maintain_order="left")
-        .with_columns(flags=pl.col("flags") | pl.when(spike).then(qf.SPIKE).otherwise(0))
-        .drop("median", "iqr")
     )

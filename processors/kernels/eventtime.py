@@ -11,6 +11,11 @@ Rules, per device (the watermark is the largest event time seen for the device):
   is refused with reason ``too_late``; one within the lateness restates its windows (revision + 1);
 - a reading more than ``max_future_ms`` after ``now_ms`` is refused with reason ``future_ts``;
 - :func:`close_idle` closes the open windows of devices silent for ``idle_ms``.
+
+Only the devices a call touches (those with new readings, or whose idle timer fires) are
+processed: the others' windows cannot change, so their part of the state is carried over as is.
+The touched readings are sorted by integer key codes (:mod:`processors.kernels.keys`) and the
+windows are built and compared on arrays (:mod:`processors.kernels.closing`).
 """
 
 from __future__ import annotations
@@ -20,34 +25,22 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import polars as pl
 
-from processors.kernels.clean import KEY, CleanParams, clean, infer_intervals
+from processors.kernels.clean import kind_bits
+from processors.kernels.closing import (
+    NO_WATERMARK,
+    SortedRows,
+    buffer_of,
+    close,
+    evict,
+    freeze_intervals,
+)
 from processors.kernels.decode import READING_SCHEMA
-from processors.kernels.windows import WIDTHS_S, WINDOW_KEY, aggregate, bucket_start, empty_windows
+from processors.kernels.keys import KeyIndex, device_runs, index_keys, same_as_previous, sort_order
+from processors.kernels.params import EventTimeParams
+from processors.kernels.windows import empty_windows
 
 DEDUP_KEY = ["device_id", "metric", "ts_ms"]
-# without reference statistics from history, a stream cannot tell spikes: none are flagged
-_NO_REFERENCE = pl.DataFrame(
-    schema={"device_id": pl.String, "metric": pl.String, "median": pl.Float64, "iqr": pl.Float64}
-)
-
-
-@dataclass(frozen=True, kw_only=True)
-class EventTimeParams:
-    """Window and lateness rules."""
-
-    widths_s: tuple[int, ...] = WIDTHS_S  # window widths
-    allowed_lateness_ms: int = 3_600_000  # late data within this restates a closed window
-    max_future_ms: int = 300_000  # event time further ahead of now is refused
-    min_coverage: float = 0.8  # windows below get LOW_COVERAGE
-    clean: CleanParams = field(default_factory=CleanParams)
-
-    def __post_init__(self) -> None:
-        if not self.widths_s or any(w <= 0 or w % 60 for w in self.widths_s):
-            msg = f"widths_s must be positive whole minutes, not {self.widths_s}"
-            raise ValueError(msg)
-        if self.allowed_lateness_ms < 0 or self.max_future_ms < 0:
-            msg = "allowed_lateness_ms and max_future_ms must be >= 0"
-            raise ValueError(msg)
+_BUFFER_COLUMNS = [*READING_SCHEMA, "anchor"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,198 +92,111 @@ def step(
     state: EventTimeState, readings: pl.DataFrame, *, now_ms: int, params: EventTimeParams
 ) -> StepResult:
     """Advance the state by one batch of readings (any order, duplicates allowed)."""
-    incoming = (
-        readings.select(list(READING_SCHEMA))
-        .cast(READING_SCHEMA)
-        .unique(  # type: ignore[arg-type]
-            DEDUP_KEY, keep="first", maintain_order=True
-        )
-    )
-    fresh = incoming.join(state.buffer.select(DEDUP_KEY), on=DEDUP_KEY, how="anti")
-    duplicates = readings.height - fresh.height
+    incoming = readings.select(list(READING_SCHEMA)).cast(READING_SCHEMA)  # type: ignore[arg-type]
+    if incoming.is_empty():
+        return StepResult(state, _no_windows(), _no_rejections(), 0)
+    devices = incoming["device_id"].unique()
+    buffer, buffer_rest = _split(state.buffer.select(_BUFFER_COLUMNS), devices)
+    emitted, emitted_rest = _split(state.emitted, devices)
+    emitted = emitted.rechunk()
+    frame = pl.concat([buffer, incoming.with_columns(anchor=pl.lit(False))])
+    rows, index = _sorted(frame, emitted, params)
+    names, device_of = device_runs(index)
+    wm_before = _device_watermarks(names, state.watermarks)
 
-    widest_ms = max(params.widths_s) * 1000
-    final_end = bucket_start(max(params.widths_s)) + widest_ms
-    checked = fresh.join(state.watermarks, on="device_id", how="left").with_columns(
-        reason=pl.when(pl.col("ts_ms") > now_ms + params.max_future_ms)
-        .then(pl.lit("future_ts"))
-        .when(final_end + params.allowed_lateness_ms < pl.col("watermark_ms"))
-        .then(pl.lit("too_late"))
-        .otherwise(None)
+    # first arrival wins: the buffer's copy, else the earliest in the batch
+    new = rows.order >= buffer.height
+    duplicate = new & same_as_previous(rows.code, rows.ts)
+    fresh = new & ~duplicate
+    wm_row = wm_before[device_of[rows.code]]
+    future = fresh & (rows.ts > now_ms + params.max_future_ms)
+    late = fresh & ~future & (rows.final_end(params.widest_s) + params.allowed_lateness_ms < wm_row)
+    refused = future | late
+    rejected = _rejected(
+        incoming,
+        rows.order[refused] - buffer.height,
+        future=future[refused],
+        watermark=wm_row[refused],
+        params=params,
     )
-    rejected = checked.filter(pl.col("reason").is_not_null()).with_columns(
-        detail=pl.format(
-            "event time {} ms; device watermark {} ms; lateness {} ms",
-            "ts_ms",
-            "watermark_ms",
-            pl.lit(params.allowed_lateness_ms),
-        )
-    )
-    accepted = checked.filter(pl.col("reason").is_null()).select(list(READING_SCHEMA))
+    rows = rows.take(~duplicate & ~future & ~late)
 
-    watermarks = _advance(state.watermarks, accepted, now_ms)
-    buffer = pl.concat([state.buffer, accepted.with_columns(anchor=pl.lit(False))]).sort(
-        [*KEY, "ts_ms"]
+    # watermarks: the largest accepted event time per device
+    accepted = np.where(rows.order >= buffer.height, rows.ts, NO_WATERMARK)
+    row_device = device_of[rows.code]
+    starts = np.flatnonzero(~same_as_previous(row_device))
+    batch_max = np.full(names.len(), NO_WATERMARK, dtype=np.int64)
+    if len(starts):
+        batch_max[row_device[starts]] = np.maximum.reduceat(accepted, starts)
+    wm_after = np.maximum(wm_before, batch_max)
+    seen = batch_max != NO_WATERMARK
+    watermarks = _advance(state.watermarks, names.filter(seen), batch_max[seen], now_ms)
+
+    done = close(
+        rows,
+        watermark=wm_after[device_of],
+        emitted=emitted,
+        emitted_code=index.codes[1],
+        intervals=state.intervals,
+        register_max=state.register_max,
+        reference=state.reference,
+        rules=params,
     )
-    intervals = _freeze_intervals(state.intervals, buffer)
-    new_state = replace(state, buffer=buffer, watermarks=watermarks, intervals=intervals)
-    return _emit_and_evict(
-        new_state,
-        params,
-        rejected=rejected.drop("watermark_ms", "last_seen_ms"),
-        duplicates=duplicates,
+    new_state = replace(
+        state,
+        buffer=_concat(buffer_rest, done.buffer),
+        emitted=_concat(emitted_rest, done.emitted),
+        watermarks=watermarks,
+        intervals=done.intervals,
     )
+    return StepResult(new_state, done.windows, rejected, int(duplicate.sum()))
 
 
 def close_idle(
     state: EventTimeState, *, now_ms: int, idle_ms: int, params: EventTimeParams
 ) -> StepResult:
     """Close the open windows of devices not heard from for ``idle_ms`` (``idle_ms=0``: all)."""
-    widest_ms = max(params.widths_s) * 1000
-    ends = (
-        state.buffer.filter(~pl.col("anchor"))
-        .group_by("device_id")
-        .agg(end_ms=(bucket_start(max(params.widths_s)) + widest_ms).max())
-    )
+    idle = state.watermarks.filter(pl.col("last_seen_ms") <= now_ms - idle_ms)["device_id"]
+    buffer, _ = _split(state.buffer.select(_BUFFER_COLUMNS), idle)
+    live = buffer.filter(~pl.col("anchor"))
+    rows, index = _sorted(live, live.clear(), params)
+    names, device_of = device_runs(index)
+    wm_before = _device_watermarks(names, state.watermarks)
+    end = np.full(names.len(), NO_WATERMARK, dtype=np.int64)
+    np.maximum.at(end, device_of[rows.code], rows.final_end(params.widest_s) + 1)
+    pushed = end > wm_before
+    if not pushed.any():
+        return StepResult(state, _no_windows(), _no_rejections(), 0)
+
+    touched = names.filter(pl.Series(pushed))
+    pushed_wm = pl.DataFrame({"device_id": touched, "_end": end[pushed]})
     watermarks = (
-        state.watermarks.join(ends, on="device_id", how="left")
-        .with_columns(
-            watermark_ms=pl.when(pl.col("last_seen_ms") <= now_ms - idle_ms)
-            .then(pl.max_horizontal("watermark_ms", pl.col("end_ms") + 1))
-            .otherwise(pl.col("watermark_ms"))
-        )
-        .drop("end_ms")
+        state.watermarks.join(pushed_wm, on="device_id", how="left", maintain_order="left")
+        .with_columns(watermark_ms=pl.max_horizontal("watermark_ms", "_end"))
+        .drop("_end")
     )
-    return _emit_and_evict(
-        replace(state, watermarks=watermarks), params, rejected=_no_rejections(), duplicates=0
-    )
-
-
-def _emit_and_evict(
-    state: EventTimeState, params: EventTimeParams, *, rejected: pl.DataFrame, duplicates: int
-) -> StepResult:
-    cleaned = clean(
-        state.buffer.drop("anchor"),
+    buffer, buffer_rest = _split(state.buffer.select(_BUFFER_COLUMNS), touched)
+    emitted, emitted_rest = _split(state.emitted, touched)
+    rows, index = _sorted(buffer, emitted, params)
+    names, device_of = device_runs(index)
+    done = close(
+        rows,
+        watermark=_device_watermarks(names, watermarks)[device_of],
+        emitted=emitted,
+        emitted_code=index.codes[1],
         intervals=state.intervals,
         register_max=state.register_max,
-        reference=_NO_REFERENCE if state.reference is None else state.reference,
-        params=params.clean,
-    ).with_columns(anchor=state.buffer["anchor"])
-    live = cleaned.filter(~pl.col("anchor"))
-    widest_ms = max(params.widths_s) * 1000
-    wm = state.watermarks.select("device_id", "watermark_ms")
-    current = pl.concat(
-        [
-            aggregate(live, w, min_coverage=params.min_coverage, presorted=True)
-            for w in params.widths_s
-        ]
+        reference=state.reference,
+        rules=params,
     )
-    closed = current.join(wm, on="device_id", how="left").filter(
-        pl.col("bucket_start_ms") + pl.col("width_s") * 1000 < pl.col("watermark_ms")
+    new_state = replace(
+        state,
+        buffer=_concat(buffer_rest, done.buffer),
+        emitted=_concat(emitted_rest, done.emitted),
+        watermarks=watermarks,
+        intervals=done.intervals,
     )
-    before = state.emitted.select([*WINDOW_KEY, "actual", "n_readings", "flags", "revision"])
-    joined = closed.join(before, on=WINDOW_KEY, how="left", suffix="_was")
-    changed = (
-        pl.col("revision").is_null()
-        | (pl.col("n_readings") != pl.col("n_readings_was"))
-        | (pl.col("flags") != pl.col("flags_was"))
-        | ((pl.col("actual") - pl.col("actual_was")).abs() > 1e-9 * (1 + pl.col("actual").abs()))
-    )
-    out = (
-        joined.filter(changed)
-        .with_columns(revision=pl.col("revision").fill_null(0) + 1)
-        .select([*current.columns, "revision"])
-        .sort(WINDOW_KEY)
-    )
-    emitted = (
-        pl.concat([state.emitted.join(out, on=WINDOW_KEY, how="anti"), out])
-        .join(wm, on="device_id", how="left")
-        .filter(
-            (pl.col("bucket_start_ms") // widest_ms) * widest_ms
-            + (widest_ms + params.allowed_lateness_ms)
-            >= pl.col("watermark_ms")
-        )
-        .drop("watermark_ms")
-    )
-    buffer = _evict(state.buffer, wm, params)
-    return StepResult(
-        state=replace(state, buffer=buffer, emitted=emitted),
-        windows=out,
-        rejected=rejected,
-        duplicates=duplicates,
-    )
-
-
-def _evict(buffer: pl.DataFrame, wm: pl.DataFrame, params: EventTimeParams) -> pl.DataFrame:
-    """Drop final readings, keeping the last few per key as anchors.
-
-    The buffer is sorted by (device, metric, time) and finality is a time threshold per device,
-    so a key's final rows are a prefix of its rows: positions come from array arithmetic.
-    """
-    if buffer.is_empty():
-        return buffer
-    widest_ms = max(params.widths_s) * 1000
-    marks = buffer.join(wm, on="device_id", how="left", maintain_order="left").select(
-        final=(
-            bucket_start(max(params.widths_s)) + widest_ms + params.allowed_lateness_ms
-            < pl.col("watermark_ms")
-        ).fill_null(False),
-        first=(
-            (pl.col("device_id") != pl.col("device_id").shift())
-            | (pl.col("metric") != pl.col("metric").shift())
-        ).fill_null(True),
-        keep_n=pl.when(pl.col("kind").is_in(list(params.clean.stuck_kinds)))
-        .then(params.clean.stuck_run - 1)
-        .otherwise(1),
-    )
-    final = marks["final"].to_numpy()
-    key = np.cumsum(marks["first"].to_numpy()) - 1
-    start = np.flatnonzero(marks["first"].to_numpy())
-    n_final = np.bincount(key, final, len(start)).astype(np.int64)
-    position = np.arange(buffer.height) - start[key]
-    keep = ~final | (position >= n_final[key] - marks["keep_n"].to_numpy())
-    return buffer.with_columns(anchor=pl.Series(final)).filter(pl.Series(keep))
-
-
-def _advance(watermarks: pl.DataFrame, accepted: pl.DataFrame, now_ms: int) -> pl.DataFrame:
-    seen = accepted.group_by("device_id").agg(batch_max=pl.col("ts_ms").max())
-    return (
-        watermarks.join(seen, on="device_id", how="full", coalesce=True)
-        .with_columns(
-            watermark_ms=pl.max_horizontal("watermark_ms", "batch_max"),
-            last_seen_ms=pl.when(pl.col("batch_max").is_not_null())
-            .then(pl.lit(now_ms, pl.Int64))
-            .otherwise(pl.col("last_seen_ms")),
-        )
-        .drop("batch_max")
-    )
-
-
-def _freeze_intervals(intervals: pl.DataFrame, buffer: pl.DataFrame) -> pl.DataFrame:
-    """Infer the interval of keys seen for the first time with at least 3 readings."""
-    new_keys = (
-        buffer.filter(~pl.col("anchor")).select(KEY).unique().join(intervals, on=KEY, how="anti")
-    )
-    if new_keys.is_empty():
-        return intervals
-    unknown = buffer.join(new_keys, on=KEY, how="semi")
-    counts = unknown.group_by(KEY).agg(n=pl.len()).filter(pl.col("n") >= 3).drop("n")
-    new = infer_intervals(unknown.join(counts, on=KEY, how="semi"))
-    return pl.concat([intervals, new.select(intervals.columns)]) if new.height else intervals
-
-
-def _no_rejections() -> pl.DataFrame:
-    return pl.DataFrame(schema={**READING_SCHEMA, "reason": pl.String(), "detail": pl.String()})
-
-
-__all__ = [
-    "EventTimeParams",
-    "EventTimeState",
-    "StepResult",
-    "close_idle",
-    "rebuild_state",
-    "step",
-]
+    return StepResult(new_state, done.windows, _no_rejections(), 0)
 
 
 def rebuild_state(
@@ -317,23 +223,142 @@ def rebuild_state(
         register_max: known register maxima.
         reference: median/IQR per key for spike detection.
     """
+    base = EventTimeState()
     frame = readings.select(list(READING_SCHEMA)).cast(READING_SCHEMA)  # type: ignore[arg-type]
-    frame = frame.unique(DEDUP_KEY, keep="first").sort([*KEY, "ts_ms"])
     watermarks = frame.group_by("device_id").agg(
         watermark_ms=pl.col("ts_ms").max(), last_seen_ms=pl.lit(now_ms, pl.Int64)
     )
-    base = EventTimeState()
-    buffer = _evict(
-        frame.with_columns(anchor=pl.lit(False)),
-        watermarks.select("device_id", "watermark_ms"),
-        params,
-    )
-    known = base.intervals if intervals is None else intervals.select(base.intervals.columns)
-    return EventTimeState(
-        buffer=buffer,
-        emitted=emitted.select(base.emitted.columns).cast(base.emitted.schema),  # type: ignore[arg-type]
+    stored = emitted.select(base.emitted.columns).cast(base.emitted.schema)  # type: ignore[arg-type]
+    state = EventTimeState(
+        emitted=stored,
         watermarks=watermarks.select(base.watermarks.columns),
-        intervals=_freeze_intervals(known, buffer),
+        intervals=base.intervals if intervals is None else intervals.select(base.intervals.columns),
         register_max=register_max,
         reference=reference,
     )
+    rows, index = _sorted(frame.with_columns(anchor=pl.lit(False)), stored.clear(), params)
+    rows = rows.take(~same_as_previous(rows.code, rows.ts))  # first copy of a repeated reading
+    names, device_of = device_runs(index)
+    kept = evict(rows, _device_watermarks(names, watermarks)[device_of], params)
+    _, known = freeze_intervals(kept, state.intervals)
+    return replace(state, buffer=buffer_of(kept), intervals=known)
+
+
+def _sorted(
+    frame: pl.DataFrame, emitted: pl.DataFrame, params: EventTimeParams
+) -> tuple[SortedRows, KeyIndex]:
+    """Rows of ``frame`` sorted by (key, time), first arrival first among equal times."""
+    frame = frame.rechunk()  # gathers from one chunk are several times faster
+    index = index_keys(frame, emitted)
+    code = index.codes[0]
+    ts = frame["ts_ms"].to_numpy()
+    order = sort_order(code, ts)
+    rows = SortedRows(
+        frame=frame,
+        order=order,
+        index=index,
+        code=code[order],
+        ts=ts[order],
+        value=frame["value"].to_numpy()[order],
+        kinds=kind_bits(frame["kind"], params.clean.stuck_kinds)[order],
+        anchor=frame["anchor"].to_numpy()[order],
+    )
+    return rows, index
+
+
+def _split(frame: pl.DataFrame, devices: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows of ``devices`` and the others (checked once per run of one device)."""
+    if frame.is_empty():
+        return frame, frame
+    starts = np.flatnonzero(
+        frame.select((pl.col("device_id") != pl.col("device_id").shift()).fill_null(True))
+        .to_series()
+        .to_numpy()
+    )
+    hit = frame["device_id"].gather(starts).is_in(devices.implode()).to_numpy()
+    if hit.all():
+        return frame, frame.clear()
+    if not hit.any():
+        return frame.clear(), frame
+    mask = pl.Series(np.repeat(hit, np.diff(np.append(starts, frame.height))))
+    return frame.filter(mask), frame.filter(~mask)
+
+
+def _device_watermarks(names: pl.Series, watermarks: pl.DataFrame) -> np.ndarray:
+    """Watermark of each device in ``names`` (NO_WATERMARK where unknown)."""
+    table = watermarks.select("device_id", "watermark_ms").unique("device_id", keep="first")
+    found = names.to_frame("device_id").join(
+        table, on="device_id", how="left", maintain_order="left"
+    )
+    return found["watermark_ms"].fill_null(NO_WATERMARK).to_numpy()
+
+
+def _advance(
+    watermarks: pl.DataFrame, devices: pl.Series, batch_max: np.ndarray, now_ms: int
+) -> pl.DataFrame:
+    seen = pl.DataFrame({"device_id": devices, "batch_max": batch_max})
+    return (
+        watermarks.join(seen, on="device_id", how="full", coalesce=True)
+        .with_columns(
+            watermark_ms=pl.max_horizontal("watermark_ms", "batch_max"),
+            last_seen_ms=pl.when(pl.col("batch_max").is_not_null())
+            .then(pl.lit(now_ms, pl.Int64))
+            .otherwise(pl.col("last_seen_ms")),
+        )
+        .drop("batch_max")
+    )
+
+
+def _rejected(
+    incoming: pl.DataFrame,
+    positions: np.ndarray,
+    *,
+    future: np.ndarray,
+    watermark: np.ndarray,
+    params: EventTimeParams,
+) -> pl.DataFrame:
+    """Refused readings in arrival order, with ``reason`` and ``detail``."""
+    if len(positions) == 0:
+        return _no_rejections()
+    arrival = np.argsort(positions, kind="stable")
+    wm = pl.Series(watermark[arrival], dtype=pl.Int64)
+    return (
+        incoming[positions[arrival]]
+        .with_columns(
+            watermark_ms=pl.when(wm != NO_WATERMARK).then(wm),
+            reason=pl.Series(np.where(future[arrival], "future_ts", "too_late"), dtype=pl.String),
+        )
+        .with_columns(
+            detail=pl.format(
+                "event time {} ms; device watermark {} ms; lateness {} ms",
+                "ts_ms",
+                "watermark_ms",
+                pl.lit(params.allowed_lateness_ms),
+            )
+        )
+        .drop("watermark_ms")
+    )
+
+
+def _concat(rest: pl.DataFrame, part: pl.DataFrame) -> pl.DataFrame:
+    if rest.is_empty():
+        return part
+    return pl.concat([rest, part.select(rest.columns)])
+
+
+def _no_windows() -> pl.DataFrame:
+    return empty_windows().with_columns(revision=pl.lit(0, pl.Int64)).clear()
+
+
+def _no_rejections() -> pl.DataFrame:
+    return pl.DataFrame(schema={**READING_SCHEMA, "reason": pl.String(), "detail": pl.String()})
+
+
+__all__ = [
+    "EventTimeParams",
+    "EventTimeState",
+    "StepResult",
+    "close_idle",
+    "rebuild_state",
+    "step",
+]

@@ -7,10 +7,13 @@ Counters and deltas sum their amounts; gauges average them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 
 from processors.kernels import flags as qf
+from processors.kernels.keys import KEY, run_starts, same_as_previous
 
 WIDTHS_S: tuple[int, ...] = (900, 3600)
 
@@ -36,13 +39,67 @@ def bucket_start(width_s: int) -> pl.Expr:
     return (t_eff // width_ms) * width_ms
 
 
+def bucket_starts(ts: np.ndarray, gauge: np.ndarray, width_s: int) -> np.ndarray:
+    """:func:`bucket_start` on arrays (``gauge``: the reading is a gauge)."""
+    width_ms = width_s * 1000
+    return ((ts - (~gauge).astype(np.int64)) // width_ms) * width_ms
+
+
+@dataclass(frozen=True, slots=True)
+class WindowArrays:
+    """Windows as arrays: one entry per (key, window) run of the input rows."""
+
+    head: np.ndarray  # input row of the window's first reading
+    bucket_start_ms: np.ndarray  # window start, UTC ms
+    actual: np.ndarray  # sum (counters, deltas) or mean (gauges) of the amounts
+    n_readings: np.ndarray  # readings in the window
+    coverage: np.ndarray  # share of expected readings present, 0..1
+    flags: np.ndarray  # OR of the readings' flags, plus LOW_COVERAGE
+
+
+def window_arrays(
+    *,
+    code: np.ndarray,
+    ts: np.ndarray,
+    gauge: np.ndarray,
+    amount: np.ndarray,
+    flags: np.ndarray,
+    interval: np.ndarray,
+    rows: np.ndarray,
+    width_s: int,
+    min_coverage: float,
+) -> WindowArrays:
+    """Windows of the ``rows`` (positions, sorted by key then time) of cleaned arrays.
+
+    The readings of one window are contiguous, so windows are runs and reduce with
+    ``np.add.reduceat`` (no hash grouping). ``interval`` is NaN where unknown (coverage 1).
+    """
+    width_ms = width_s * 1000
+    starts = bucket_starts(ts[rows], gauge[rows], width_s)
+    begin = np.flatnonzero(~same_as_previous(code[rows], starts))
+    n = np.diff(np.append(begin, len(rows)))
+    total = np.add.reduceat(amount[rows], begin) if len(rows) else np.zeros(0)
+    ored = np.bitwise_or.reduceat(flags[rows], begin) if len(rows) else np.zeros(0, np.int64)
+    head = rows[begin]
+    with np.errstate(invalid="ignore"):
+        coverage = np.where(
+            np.isnan(interval[head]), 1.0, np.minimum(n * interval[head] / width_ms, 1.0)
+        )
+    ored = ored | np.where(coverage < min_coverage, qf.LOW_COVERAGE, 0)
+    return WindowArrays(
+        head=head,
+        bucket_start_ms=starts[begin],
+        actual=np.where(gauge[head], total / np.maximum(n, 1), total),
+        n_readings=n,
+        coverage=coverage,
+        flags=ored.astype(np.int64),
+    )
+
+
 def aggregate(
     cleaned: pl.DataFrame, width_s: int, *, min_coverage: float = 0.8, presorted: bool = False
 ) -> pl.DataFrame:
     """One row per (device, metric, window) with actual, reading count, coverage and OR-ed flags.
-
-    The readings of one window are contiguous once sorted by (device, metric, time), so windows
-    are runs and reduce with ``np.add.reduceat`` (no hash grouping).
 
     Args:
         cleaned: output of :func:`processors.kernels.clean.clean` (rows with a null amount, the
@@ -51,36 +108,37 @@ def aggregate(
         min_coverage: windows below it get the LOW_COVERAGE flag.
         presorted: ``cleaned`` is already sorted by (device_id, metric, ts_ms).
     """
-    width_ms = width_s * 1000
     rows = cleaned.filter(pl.col("amount").is_not_null())
     if not presorted:
         rows = rows.sort("device_id", "metric", "ts_ms")
     if rows.is_empty():
         return empty_windows()
-    starts_col = rows.select(bucket_start(width_s)).to_series()
-    same_key = (
-        (rows["device_id"] == rows["device_id"].shift(1))
-        & (rows["metric"] == rows["metric"].shift(1))
-        & (starts_col == starts_col.shift(1))
-    ).fill_null(False)
-    begin = np.flatnonzero(~same_key.to_numpy())
-    n = np.diff(np.append(begin, rows.height))
-    total = np.add.reduceat(rows["amount"].to_numpy(), begin)
-    flags = np.bitwise_or.reduceat(rows["flags"].to_numpy(), begin)
-    heads = rows.select("tenant", "device_id", "metric", "kind", "interval_ms")[begin]
-    gauge = (heads["kind"] == "gauge").to_numpy()
-    interval = heads["interval_ms"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-    coverage = np.where(np.isnan(interval), 1.0, np.minimum(n * interval / width_ms, 1.0))
-    flags = flags | np.where(coverage < min_coverage, qf.LOW_COVERAGE, 0)
-    out = heads.drop("interval_ms").with_columns(
-        width_s=pl.lit(width_s, pl.Int64),
-        bucket_start_ms=starts_col[begin],
-        actual=pl.Series(np.where(gauge, total / n, total), dtype=pl.Float64),
-        n_readings=pl.Series(n, dtype=pl.Int64),
-        coverage=pl.Series(coverage, dtype=pl.Float64),
-        flags=pl.Series(flags, dtype=pl.Int64),
+    first = np.zeros(rows.height, dtype=np.int64)
+    first[run_starts(rows)] = 1
+    w = window_arrays(
+        code=np.cumsum(first),
+        ts=rows["ts_ms"].to_numpy(),
+        gauge=(rows["kind"] == "gauge").to_numpy(),
+        amount=rows["amount"].to_numpy(),
+        flags=rows["flags"].to_numpy(),
+        interval=rows["interval_ms"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+        rows=np.arange(rows.height),
+        width_s=width_s,
+        min_coverage=min_coverage,
     )
-    return out.select(list(WINDOW_SCHEMA)).sort(WINDOW_KEY)
+    out = (
+        rows.select("tenant", *KEY, "kind")[w.head]
+        .with_columns(
+            width_s=pl.lit(width_s, pl.Int64),
+            bucket_start_ms=pl.Series(w.bucket_start_ms, dtype=pl.Int64),
+            actual=pl.Series(w.actual, dtype=pl.Float64),
+            n_readings=pl.Series(w.n_readings, dtype=pl.Int64),
+            coverage=pl.Series(w.coverage, dtype=pl.Float64),
+            flags=pl.Series(w.flags, dtype=pl.Int64),
+        )
+        .select(list(WINDOW_SCHEMA))
+    )
+    return out.sort(WINDOW_KEY)
 
 
 def empty_windows() -> pl.DataFrame:
