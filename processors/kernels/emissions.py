@@ -28,6 +28,7 @@ from processors.factors import FactorTable
 from processors.kernels import flags as qf
 
 Saving = Literal["baseline_minus_actual", "actual"]
+_START_BITS = 42  # a (rule, window start) pair packs as rule << 42 | (start - min start)
 _SHIFT_MODES = {"trip.distance.escooter": "escooter", "trip.distance.ebike": "ebike"}
 
 
@@ -100,31 +101,49 @@ def window_factors(
     windows: pl.DataFrame, rules: Mapping[str, MetricRule], factors: FactorTable
 ) -> pl.DataFrame:
     """``factor`` (kgCO2e per unit) and ``factor_id`` of each window, in input order."""
+    return _window_factors(windows, _rule_index(windows["metric"], rules), rules, factors)
+
+
+def _window_factors(
+    windows: pl.DataFrame,
+    rule: np.ndarray,
+    rules: Mapping[str, MetricRule],
+    factors: FactorTable,
+) -> pl.DataFrame:
     terms = pl.DataFrame(
-        [(r.metric, scope, w) for r in rules.values() for scope, w in r.terms],
-        schema={"metric": pl.String, "scope": pl.String, "weight": pl.Float64},
+        [(i, scope, w) for i, r in enumerate(rules.values()) for scope, w in r.terms],
+        schema={"_m": pl.Int64, "scope": pl.String, "weight": pl.Float64},
         orient="row",
     )
-    # windows of many devices share (metric, start): compute each pair once
-    keys = windows.select("metric", "bucket_start_ms").unique()
-    exploded = keys.with_row_index("_w").join(terms, on="metric", how="inner")
-    found = factors.lookup(exploded["scope"], exploded["bucket_start_ms"].to_numpy())
+    # windows of many devices share (metric, start): compute each pair once, on one integer
+    start = windows["bucket_start_ms"].to_numpy()
+    ruled = rule >= 0
+    low = int(start[ruled].min()) if ruled.any() else 0
+    if ruled.any() and int(start[ruled].max()) - low < 2**_START_BITS:
+        pairs = pl.DataFrame({"_k": np.where(ruled, (rule << _START_BITS) | (start - low), -1)})
+        on = ["_k"]
+        keys = (
+            pairs.filter(pl.col("_k") >= 0)
+            .unique()
+            .with_columns(_m=pl.col("_k") // 2**_START_BITS, _t=pl.col("_k") % 2**_START_BITS + low)
+        )
+    else:  # starts too far apart to pack
+        pairs = pl.DataFrame({"_m": rule, "_t": start})
+        on = ["_m", "_t"]
+        keys = pairs.filter(pl.col("_m") >= 0).unique()
+    exploded = keys.join(terms, on="_m", how="inner", maintain_order="left_right")
+    found = factors.lookup(exploded["scope"], exploded["_t"].to_numpy())
     per_term = pl.concat([exploded, found], how="horizontal")
-    summed = per_term.group_by("_w").agg(
-        factor=(pl.col("weight") * pl.col("factor")).sum(),
-        complete=pl.col("factor").is_not_null().all(),
+    per_key = per_term.group_by(on).agg(
+        factor=pl.when(pl.col("factor").is_not_null().all()).then(
+            (pl.col("weight") * pl.col("factor")).sum()
+        ),
         factor_id=pl.when(pl.len() == 1)
         .then(pl.col("factor_id").first())
         .otherwise(pl.format("{}*{}", "factor_id", pl.col("weight").round(4)).str.join("+")),
     )
-    per_key = keys.with_row_index("_w").join(summed, on="_w", how="left").drop("_w")
-    return (
-        windows.select("metric", "bucket_start_ms")
-        .join(per_key, on=["metric", "bucket_start_ms"], how="left", maintain_order="left")
-        .select(
-            factor=pl.when(pl.col("complete")).then(pl.col("factor")),
-            factor_id=pl.col("factor_id").fill_null(""),
-        )
+    return pairs.join(per_key, on=on, how="left", maintain_order="left").select(
+        "factor", pl.col("factor_id").fill_null("")
     )
 
 
@@ -137,27 +156,45 @@ def emission_deltas(
     ``actual`` rules) and ``flags``. A window is masked (delta and avoided set to 0) when its flags
     intersect :data:`flags.MASKING`, its metric has no rule, or its baseline or factor is missing.
     """
-    saving = pl.col("metric").replace_strict(
-        {m: r.saving for m, r in rules.items()}, default=None, return_dtype=pl.String
+    rule = _rule_index(windows["metric"], rules)
+    on_actual = np.array([r.saving == "actual" for r in rules.values()] + [False])[rule]
+    on_baseline = np.array([r.saving == "baseline_minus_actual" for r in rules.values()] + [False])
+    actual = windows["actual"]
+    saved = windows["baseline"] - actual
+    raw = np.where(
+        on_actual, actual.fill_null(np.nan).to_numpy(), saved.fill_null(np.nan).to_numpy()
     )
-    raw_delta = (
-        pl.when(saving == "actual")
-        .then(pl.col("actual"))
-        .when(saving == "baseline_minus_actual")
-        .then(pl.col("baseline") - pl.col("actual"))
+    known = np.where(
+        on_actual,
+        actual.is_not_null().to_numpy(),
+        on_baseline[rule] & saved.is_not_null().to_numpy(),
     )
-    out = pl.concat([windows, window_factors(windows, rules, factors)], how="horizontal")
+    found = _window_factors(windows, rule, rules, factors)
+    factor = found["factor"]
     masked = (
-        ((pl.col("flags") & qf.MASKING) != 0) | raw_delta.is_null() | pl.col("factor").is_null()
+        ((windows["flags"] & qf.MASKING) != 0).fill_null(False).to_numpy()
+        | ~known
+        | factor.is_null().to_numpy()
     )
-    return (
-        out.with_columns(masked=masked)
-        .with_columns(
-            delta=pl.when(pl.col("masked")).then(0.0).otherwise(raw_delta),
-            factor=pl.col("factor").fill_null(0.0),
-        )
-        .with_columns(avoided_co2e_kg=pl.col("delta") * pl.col("factor"))
+    delta = np.where(masked, 0.0, raw)
+    factor_values = factor.fill_null(0.0).to_numpy()
+    return windows.with_columns(
+        factor=pl.Series(factor_values, dtype=pl.Float64),
+        factor_id=found["factor_id"],
+        masked=pl.Series(masked, dtype=pl.Boolean),
+        delta=pl.Series(delta, dtype=pl.Float64),
+        avoided_co2e_kg=pl.Series(delta * factor_values, dtype=pl.Float64),
     )
+
+
+def _rule_index(metric: pl.Series, rules: Mapping[str, MetricRule]) -> np.ndarray:
+    """Position of each metric's rule in ``rules`` (-1: no rule), looked up once per run."""
+    if metric.is_empty():
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero((metric != metric.shift()).fill_null(True).to_numpy())
+    positions = {m: i for i, m in enumerate(rules)}
+    heads = metric.gather(starts).replace_strict(positions, default=-1, return_dtype=pl.Int64)
+    return np.repeat(heads.to_numpy(), np.diff(np.append(starts, len(metric))))
 
 
 def _shares(raw: object) -> dict[str, float]:
