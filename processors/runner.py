@@ -33,6 +33,7 @@ from processors.metrics import ProcessorMetrics, serve_http
 from processors.settings import ProcessorSettings
 from processors.sink import DeltaPublisher
 from processors.state import load_history, recent_devices
+from storage.errors import StaleGeneration
 from storage.offsets import claim_partitions
 from storage.writer import Writer
 
@@ -79,7 +80,8 @@ class ProcessorService:
         self._healthy = False
         self._pending: tuple[asyncio.Task[PollResult], float] | None = None  # commit in flight
         self._publisher: DeltaPublisher | None = None
-        self._gap_checked: dict[int, int] = {}  # partition -> offset already re-seeked to
+        self._gap_checked: dict[int, int] = {}
+        self._exit_code = 0  # partition -> offset already re-seeked to
         self.readings_total = 0  # readings committed by this process
         self.first_batch_at: float | None = None  # monotonic time the first batch was polled
         self.last_batch_at: float | None = None  # monotonic time the last batch committed
@@ -176,7 +178,7 @@ class ProcessorService:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._consume(consumer, publisher), name="consume")
-            return 0
+            return self._exit_code
         finally:
             if server is not None:
                 server.close()
@@ -184,6 +186,15 @@ class ProcessorService:
             self._healthy = False
 
     async def _consume(self, consumer: AIOKafkaConsumer, publisher: DeltaPublisher | None) -> None:
+        try:
+            await self._consume_until_done(consumer, publisher)
+        except StaleGeneration as exc:  # a newer member owns our partitions: we are a zombie
+            log.error("fenced", error=str(exc))
+            self._exit_code = 1
+
+    async def _consume_until_done(
+        self, consumer: AIOKafkaConsumer, publisher: DeltaPublisher | None
+    ) -> None:
         s, proc = self.s, self._proc
         assert proc is not None
         self._publisher = publisher
@@ -230,7 +241,7 @@ class ProcessorService:
                 )
                 return
         async with self._lock:
-            await self._flush()
+            await asyncio.wait_for(self._flush(), s.drain_timeout_s)
         log.info("drained", partitions=self._assigned, readings=self.readings_total)
 
     def _contiguous(self, consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: list[Any]) -> bool:

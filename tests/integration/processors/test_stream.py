@@ -133,3 +133,32 @@ def _pick(b: ReadingBatch, idx: list[int]) -> ReadingBatch:
 
 
 assert HOUR_MS == 3_600_000
+
+
+async def test_changed_windows_are_published_as_deltas(lane: Lane) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    from pilotstream.codec import decode_delta
+
+    deltas_topic = lane.topic + ".deltas"
+    await produce(lane.bootstrap, lane.topic, counter_feed(5, 90, t0=start_ms()))
+    cmd = process_cmd(lane, 3.0)
+    cmd[cmd.index("--publish-deltas") + 1] = "true"
+    proc = spawn([*cmd, "--deltas-topic", deltas_topic])
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    consumer = AIOKafkaConsumer(
+        deltas_topic, bootstrap_servers=lane.bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        got = await consumer.getmany(timeout_ms=5000, max_records=10_000)
+    finally:
+        await consumer.stop()
+    deltas = [decode_delta(m.value) for msgs in got.values() for m in msgs]
+    stored = stored_windows(lane.dsn)
+    assert len(deltas) == stored.height == 5 * (6 + 2)
+    assert {d.revision for d in deltas} == {1}
+    assert {(d.device_id, d.width_s, d.bucket_start_ms) for d in deltas} == set(
+        stored.select("device_id", "width_s", "bucket_start_ms").iter_rows()
+    )
