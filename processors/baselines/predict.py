@@ -34,7 +34,7 @@ def predict_windows(
         temperature: ``ts_ms`` (hour start, UTC ms) and ``temperature`` (Celsius) of the site,
             needed by hourly and daily models; their windows get a null baseline without it.
     """
-    rows = windows.with_row_index("_r").with_columns(
+    rows = windows.with_row_index("_pred_row").with_columns(
         _hour=(pl.col("bucket_start_ms") // HOUR_MS) * HOUR_MS
     )
     if temperature is not None:
@@ -69,10 +69,15 @@ def predict_windows(
             pred = predict_daily(chosen, daily_temp).with_columns(
                 baseline=pl.col("baseline") / 24 * scale
             )
-        parts.append(pred.select("_r", "baseline", "baseline_model_id"))
-    schema = {"_r": pl.UInt32, "baseline": pl.Float64, "baseline_model_id": pl.String}
+        parts.append(pred.select("_pred_row", "baseline", "baseline_model_id"))
+    schema = {"_pred_row": pl.UInt32, "baseline": pl.Float64, "baseline_model_id": pl.String}
     found = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
-    out = windows.with_row_index("_r").join(found, on="_r", how="left").sort("_r").drop("_r")
+    out = (
+        windows.with_row_index("_pred_row")
+        .join(found, on="_pred_row", how="left")
+        .sort("_pred_row")
+        .drop("_pred_row")
+    )
     return out.with_columns(pl.col("baseline_model_id").fill_null(""))
 
 
