@@ -113,14 +113,20 @@ def kind_bits(kind: pl.Series, stuck_kinds: Iterable[str]) -> np.ndarray:
 
 def gauge_bounds(metric: pl.Series, ranges: dict[str, tuple[float, float]]) -> np.ndarray:
     """(n, 2) lower and upper physical bound per metric (infinite where none is known)."""
-    lo = metric.replace_strict({k: v[0] for k, v in ranges.items()}, default=-np.inf)
-    hi = metric.replace_strict({k: v[1] for k, v in ranges.items()}, default=np.inf)
-    return np.column_stack([lo.cast(pl.Float64).to_numpy(), hi.cast(pl.Float64).to_numpy()])
+    out = np.column_stack([np.full(len(metric), -np.inf), np.full(len(metric), np.inf)])
+    ranged = metric.is_in(list(ranges)).fill_null(False).to_numpy() if ranges else None
+    if ranged is not None and ranged.any():
+        names = metric.filter(pl.Series(ranged))
+        lows = {k: v[0] for k, v in ranges.items()}
+        highs = {k: v[1] for k, v in ranges.items()}
+        out[ranged, 0] = names.replace_strict(lows, return_dtype=pl.Float64).to_numpy()
+        out[ranged, 1] = names.replace_strict(highs, return_dtype=pl.Float64).to_numpy()
+    return out
 
 
 def clean_arrays(
     *,
-    first: np.ndarray,
+    code: np.ndarray,
     ts: np.ndarray,
     value: np.ndarray,
     kinds: np.ndarray,
@@ -129,48 +135,56 @@ def clean_arrays(
     register_max: np.ndarray,
     params: CleanParams,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``amount`` (NaN: none) and ``flags`` (without spikes) of sorted readings.
+    """``amount`` (NaN: none) and ``flags`` (without spikes) of readings sorted by (code, ts).
 
     Args:
-        first: the row is the first of its key.
+        code: key code of each reading (:mod:`processors.kernels.keys`).
         ts: event time, ms. value: reading value. kinds: :func:`kind_bits`.
-        bounds: (n, 2) physical range of gauges. interval: expected step, ms (NaN: unknown).
-        register_max: known register maximum (NaN: infer from the digit width).
+        bounds: (keys, 2) physical range of gauges per code.
+        interval: expected step per code, ms (NaN: unknown).
+        register_max: known register maximum per code (NaN: infer from the digit width).
         params: cleaning rules.
     """
     p = params
     n = len(ts)
+    first = ~same_as_previous(code)
     prev = np.roll(value, 1)
     counter = (kinds & COUNTER) != 0
-    gauge = (kinds & GAUGE) != 0
     flags = np.zeros(n, dtype=np.int64)
 
     # counters: consumption since the previous reading, rollover vs reset
     diff = value - prev
-    went_down = counter & ~first & (diff < 0)
-    reg_max = np.where(np.isnan(register_max), register_max_of(prev), register_max)
-    rollover = went_down & (prev >= (1.0 - p.rollover_margin) * reg_max)
-    reset = went_down & ~rollover
-    consumption = np.where(rollover, reg_max - prev + value, np.where(reset, value, diff))
-    amount = np.where(counter, np.where(first, np.nan, consumption), value)
-    flags |= np.where(rollover, qf.ROLLOVER | qf.NEGATIVE, 0)
-    flags |= np.where(reset, qf.RESET | qf.NEGATIVE, 0)
+    amount = np.where(counter, diff, value)
+    down = np.flatnonzero(counter & ~first & (diff < 0))
+    if len(down):
+        before, after = prev[down], value[down]
+        known = register_max[code[down]]
+        reg_max = np.where(np.isnan(known), register_max_of(before), known)
+        rollover = before >= (1.0 - p.rollover_margin) * reg_max
+        amount[down] = np.where(rollover, reg_max - before + after, after)
+        flags[down] |= np.where(rollover, qf.ROLLOVER | qf.NEGATIVE, qf.RESET | qf.NEGATIVE)
+    amount[counter & first] = np.nan
 
     # range by kind: counters and deltas are non-negative, gauges per metric
-    out_of_range = np.where(gauge, (value < bounds[:, 0]) | (value > bounds[:, 1]), value < 0)
-    flags |= np.where(out_of_range, qf.OUT_OF_RANGE, 0)
+    out_of_range = value < 0
+    gauge = np.flatnonzero((kinds & GAUGE) != 0)
+    if len(gauge):
+        g_value, g_code = value[gauge], code[gauge]
+        out_of_range[gauge] = (g_value < bounds[g_code, 0]) | (g_value > bounds[g_code, 1])
+    flags[out_of_range] |= qf.OUT_OF_RANGE
 
     # gaps: a step longer than gap_factor expected intervals
+    expected = interval[code]
     with np.errstate(invalid="ignore"):
-        gap = ~first & (interval > 0) & ((ts - np.roll(ts, 1)) > p.gap_factor * interval)
-    flags |= np.where(gap, qf.GAP, 0)
+        gap = ~first & (expected > 0) & ((ts - np.roll(ts, 1)) > p.gap_factor * expected)
+    flags[gap] |= qf.GAP
 
     # stuck: stuck_run equal values in a row
     same = ~first & (value == prev)
     position = np.arange(n)
-    run_start = np.maximum.accumulate(np.where(~same, position, 0)) if n else position
+    run_start = np.maximum.accumulate(np.where(same, 0, position)) if n else position
     stuck = ((kinds & STUCK_CHECKED) != 0) & (position - run_start >= p.stuck_run - 1)
-    flags |= np.where(stuck, qf.STUCK, 0)
+    flags[stuck] |= qf.STUCK
     return amount, flags
 
 
@@ -209,13 +223,13 @@ def clean(
     interval = np.where(np.isnan(given), median_steps(code, ts, np.isnan(given)), given)
     known_max = per_key(index, register_max, "register_max")
     amount, flags = clean_arrays(
-        first=~same_as_previous(code),
+        code=code,
         ts=ts,
         value=frame["value"].to_numpy(),
         kinds=kind_bits(frame["kind"], p.stuck_kinds),
-        bounds=gauge_bounds(index.keys["metric"], p.gauge_ranges)[code],
-        interval=interval[code],
-        register_max=known_max.cast(pl.Float64).fill_null(np.nan).to_numpy()[code],
+        bounds=gauge_bounds(index.keys["metric"], p.gauge_ranges),
+        interval=interval,
+        register_max=known_max.cast(pl.Float64).fill_null(np.nan).to_numpy(),
         params=p,
     )
     if reference is None:

@@ -26,7 +26,6 @@ from processors.kernels.keys import (
     find_rows,
     per_key,
     run_ids,
-    same_as_previous,
     sort_order,
 )
 from processors.kernels.params import EventTimeParams
@@ -92,15 +91,14 @@ def close(
     index, code = rows.index, rows.code
     interval, intervals = freeze_intervals(rows, intervals)
     known_max = per_key(index, register_max, "register_max").cast(pl.Float64).fill_null(np.nan)
-    first = ~same_as_previous(code)
     amount, flags = clean_arrays(
-        first=first,
+        code=code,
         ts=rows.ts,
         value=rows.value,
         kinds=rows.kinds,
-        bounds=gauge_bounds(index.keys["metric"], rules.clean.gauge_ranges)[code],
-        interval=interval[code],
-        register_max=known_max.to_numpy()[code],
+        bounds=gauge_bounds(index.keys["metric"], rules.clean.gauge_ranges),
+        interval=interval,
+        register_max=known_max.to_numpy(),
         params=rules.clean,
     )
     if reference is not None:
@@ -109,27 +107,33 @@ def close(
         flags |= spike_flags(amount, median[code], iqr[code], rules.clean.spike_iqr)
 
     live = np.flatnonzero(~rows.anchor & ~np.isnan(amount))
-    gauge = (rows.kinds & GAUGE) != 0
+    live_code = code[live]
+    gauge = (rows.kinds[live] & GAUGE) != 0
+    before = _Emitted(emitted, emitted_code)
     parts = []
-    replaced = np.zeros(emitted.height, dtype=bool)
     for width_s in sorted(rules.widths_s):
         w = window_arrays(
-            code=code,
-            ts=rows.ts,
+            code=live_code,
+            ts=rows.ts[live],
             gauge=gauge,
-            amount=amount,
-            flags=flags,
-            interval=interval[code],
-            rows=live,
+            amount=amount[live],
+            flags=flags[live],
+            interval=interval,
             width_s=width_s,
             min_coverage=rules.min_coverage,
         )
-        closed = w.bucket_start_ms + width_s * 1000 < watermark[code[w.head]]
-        part, hit = _restate(rows, w, closed, width_s, emitted, emitted_code)
-        replaced[hit] = True
+        head_code = live_code[w.head]
+        closed = np.flatnonzero(w.bucket_start_ms + width_s * 1000 < watermark[head_code])
+        part = before.restate(w, closed, head_code[closed], width_s)
+        part["head"] = live[part["head"]]
         parts.append(part)
-    windows = pl.concat(parts)
-    kept = _retain(emitted.filter(~pl.Series(replaced)), emitted_code[~replaced], watermark, rules)
+    windows = _window_frame(rows, parts)
+    kept = _retain(
+        emitted.filter(~pl.Series(before.replaced)),
+        emitted_code[~before.replaced],
+        watermark,
+        rules,
+    )
     new = _retain(windows, windows["_code"].to_numpy(), watermark, rules)
     return Closed(
         buffer=buffer_of(evict(rows, watermark, rules)),
@@ -137,6 +141,87 @@ def close(
         windows=windows.drop("_code"),
         intervals=intervals,
     )
+
+
+class _Emitted:
+    """The emitted windows as arrays, with a trailing dummy row that position -1 points at."""
+
+    def __init__(self, emitted: pl.DataFrame, code: np.ndarray) -> None:
+        def column(name: str, fill: float) -> tuple[np.ndarray, np.ndarray]:
+            series = emitted[name]
+            values = np.append(series.fill_null(fill).to_numpy(), fill)
+            return values, np.append(series.is_null().to_numpy(), True)
+
+        self.code = code
+        self.width = emitted["width_s"].to_numpy()
+        self.bucket = emitted["bucket_start_ms"].to_numpy()
+        self.actual, _ = column("actual", np.nan)
+        self.n, self.n_null = column("n_readings", 0)
+        self.flags, self.flags_null = column("flags", 0)
+        self.revision, self.revision_null = column("revision", 0)
+        self.replaced = np.zeros(emitted.height, dtype=bool)
+
+    def restate(
+        self, w: WindowArrays, closed: np.ndarray, code: np.ndarray, width_s: int
+    ) -> dict[str, np.ndarray]:
+        """The closed windows that are new or changed, with their revision; marks what they replace.
+
+        A window changed when it was not emitted, or its reading count, flags or actual differ
+        (nulls in the emitted row compare equal).
+        """
+        bucket = w.bucket_start_ms[closed]
+        same_width = np.flatnonzero(self.width == width_s)
+        found = find_rows(code, bucket, self.code[same_width], self.bucket[same_width])
+        match = np.where(found >= 0, same_width[np.maximum(found, 0)] if len(same_width) else 0, -1)
+        actual, n, flags = w.actual[closed], w.n_readings[closed], w.flags[closed]
+        new = self.revision_null[match]
+        with np.errstate(invalid="ignore"):
+            moved = np.abs(actual - self.actual[match]) > 1e-9 * (1 + np.abs(actual))
+        changed = (
+            new
+            | (~self.n_null[match] & (self.n[match] != n))
+            | (~self.flags_null[match] & (self.flags[match] != flags))
+            | moved
+        )
+        self.replaced[match[changed & (match >= 0)]] = True
+        pick = np.flatnonzero(changed)
+        return {
+            "head": w.head[closed][pick],
+            "_code": code[pick],
+            "width_s": np.full(len(pick), width_s, dtype=np.int64),
+            "bucket_start_ms": bucket[pick],
+            "actual": actual[pick],
+            "n_readings": n[pick].astype(np.int64),
+            "coverage": w.coverage[closed][pick],
+            "flags": flags[pick],
+            "revision": np.where(new, 1, self.revision[match] + 1)[pick].astype(np.int64),
+        }
+
+
+def _window_frame(rows: SortedRows, parts: list[dict[str, np.ndarray]]) -> pl.DataFrame:
+    """One frame of the restated windows of every width, sorted like ``WINDOW_KEY``."""
+    cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    head = cols.pop("head")
+    source = rows.frame.select("tenant", "kind")[rows.order[head]]
+    keys = rows.index.keys[cols["_code"]]
+    out = pl.DataFrame(
+        {
+            "tenant": source["tenant"],
+            "device_id": keys["device_id"],
+            "metric": keys["metric"],
+            "kind": source["kind"],
+            **{name: cols[name] for name in WINDOW_SCHEMA if name in cols},
+            "revision": cols["revision"],
+            "_code": cols["_code"],
+        },
+        schema={**WINDOW_SCHEMA, "revision": pl.Int64(), "_code": pl.Int64()},
+    )
+    width, code, bucket = cols["width_s"], cols["_code"], cols["bucket_start_ms"]
+    later = (width[1:] > width[:-1]) | (
+        (width[1:] == width[:-1])
+        & ((code[1:] > code[:-1]) | ((code[1:] == code[:-1]) & (bucket[1:] > bucket[:-1])))
+    )
+    return out if later.all() else out.sort("width_s", "_code", "bucket_start_ms")
 
 
 def _by_key(windows: pl.DataFrame) -> pl.DataFrame:
@@ -173,74 +258,6 @@ def freeze_intervals(rows: SortedRows, table: pl.DataFrame) -> tuple[np.ndarray,
         )
         table = pl.concat([table, new.select(table.columns).cast(table.schema)])  # type: ignore[arg-type]
     return np.where(np.isnan(frozen), inferred, frozen), table
-
-
-def _restate(
-    rows: SortedRows,
-    w: WindowArrays,
-    closed: np.ndarray,
-    width_s: int,
-    emitted: pl.DataFrame,
-    emitted_code: np.ndarray,
-) -> tuple[pl.DataFrame, np.ndarray]:
-    """Closed windows that are new or differ from their emitted result, and the rows they replace."""
-    head = w.head[closed]
-    code = rows.code[head]
-    bucket = w.bucket_start_ms[closed]
-    same_width = (emitted["width_s"] == width_s).to_numpy()
-    positions = np.flatnonzero(same_width)
-    found = find_rows(
-        code, bucket, emitted_code[positions], emitted["bucket_start_ms"].to_numpy()[positions]
-    )
-    match = positions[found] if len(positions) else found
-    match[found < 0] = -1
-    at = pl.Series(match).set(pl.Series(found < 0), None)  # type: ignore[arg-type]
-    was = emitted.select(pl.col("actual", "n_readings", "flags", "revision").gather(at))
-    missing = was["revision"].is_null().to_numpy()
-    actual = w.actual[closed]
-
-    def differs(column: str, ours: np.ndarray) -> np.ndarray:
-        theirs = was[column]
-        return (~theirs.is_null() & (theirs != pl.Series(ours))).to_numpy()
-
-    with np.errstate(invalid="ignore"):
-        drift = np.abs(actual - was["actual"].cast(pl.Float64).fill_null(np.nan).to_numpy())
-        moved = drift > 1e-9 * (1 + np.abs(actual))
-    changed = (
-        missing
-        | differs("n_readings", w.n_readings[closed])
-        | differs("flags", w.flags[closed])
-        | moved
-    )
-    revision = np.where(missing, 1, was["revision"].fill_null(0).to_numpy() + 1)
-    pick = np.flatnonzero(changed)
-    source = rows.frame.select("tenant", "kind")[rows.order[head[pick]]]
-    keys = rows.index.keys[code[pick]]
-    out = pl.DataFrame(
-        {
-            "tenant": source["tenant"],
-            "device_id": keys["device_id"],
-            "metric": keys["metric"],
-            "kind": source["kind"],
-            "width_s": np.full(len(pick), width_s, dtype=np.int64),
-            "bucket_start_ms": bucket[pick],
-            "actual": actual[pick],
-            "n_readings": w.n_readings[closed][pick].astype(np.int64),
-            "coverage": w.coverage[closed][pick],
-            "flags": w.flags[closed][pick],
-            "revision": revision[pick].astype(np.int64),
-            "_code": code[pick],
-        },
-        schema={**WINDOW_SCHEMA, "revision": pl.Int64(), "_code": pl.Int64()},
-    )
-    if not np.all(np.diff(code[pick]) >= 0) or not _ascending_within(code[pick], bucket[pick]):
-        out = out.sort("_code", "bucket_start_ms")
-    return out, match[changed & (match >= 0)]
-
-
-def _ascending_within(code: np.ndarray, bucket: np.ndarray) -> bool:
-    same = same_as_previous(code)[1:]
-    return bool(np.all(~same | (bucket[1:] > bucket[:-1])))
 
 
 def _retain(

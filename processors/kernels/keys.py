@@ -69,9 +69,14 @@ def per_key(index: KeyIndex, table: pl.DataFrame | None, column: str) -> pl.Seri
     ``table`` has one row per (device_id, metric); a repeated key takes its first row.
     """
     if table is None or table.is_empty():
-        return pl.Series(column, [None] * index.size, dtype=pl.Float64)
-    unique = table.select([*KEY, column]).unique(KEY, keep="first", maintain_order=True)
-    return index.keys.join(unique, on=KEY, how="left", maintain_order="left")[column]
+        return pl.repeat(None, index.size, dtype=pl.Float64, eager=True).alias(column)
+    right = table.select([*KEY, column])
+    try:
+        found = index.keys.join(right, on=KEY, how="left", maintain_order="left", validate="m:1")
+    except pl.exceptions.ComputeError:  # a repeated key: its first row counts
+        right = right.unique(KEY, keep="first", maintain_order=True)
+        found = index.keys.join(right, on=KEY, how="left", maintain_order="left")
+    return found[column]
 
 
 def device_runs(index: KeyIndex) -> tuple[pl.Series, np.ndarray]:
@@ -122,7 +127,10 @@ def find_rows(
     if span < 2**_TS_BITS and 0 <= top < 2 ** (63 - _TS_BITS):
         left = (left_code << _TS_BITS) | (left_t - low)
         right = (right_code << _TS_BITS) | (right_t - low)
-        order = np.argsort(right, kind="stable")
+        if np.all(right[1:] > right[:-1]):  # already sorted (emitted windows are kept so)
+            order = np.arange(len(right))
+        else:
+            order = np.argsort(right, kind="stable")
         sorted_right = right[order]
         pos = np.minimum(np.searchsorted(sorted_right, left), len(right) - 1)
         return np.where(sorted_right[pos] == left, order[pos], -1)

@@ -49,7 +49,7 @@ def bucket_starts(ts: np.ndarray, gauge: np.ndarray, width_s: int) -> np.ndarray
 class WindowArrays:
     """Windows as arrays: one entry per (key, window) run of the input rows."""
 
-    head: np.ndarray  # input row of the window's first reading
+    head: np.ndarray  # input position of the window's first reading
     bucket_start_ms: np.ndarray  # window start, UTC ms
     actual: np.ndarray  # sum (counters, deltas) or mean (gauges) of the amounts
     n_readings: np.ndarray  # readings in the window
@@ -65,31 +65,29 @@ def window_arrays(
     amount: np.ndarray,
     flags: np.ndarray,
     interval: np.ndarray,
-    rows: np.ndarray,
     width_s: int,
     min_coverage: float,
 ) -> WindowArrays:
-    """Windows of the ``rows`` (positions, sorted by key then time) of cleaned arrays.
+    """Windows of cleaned readings sorted by key then time (rows without an amount left out).
 
     The readings of one window are contiguous, so windows are runs and reduce with
-    ``np.add.reduceat`` (no hash grouping). ``interval`` is NaN where unknown (coverage 1).
+    ``np.add.reduceat`` (no hash grouping). ``interval`` is the expected step per code, NaN
+    where unknown (coverage 1).
     """
     width_ms = width_s * 1000
-    starts = bucket_starts(ts[rows], gauge[rows], width_s)
-    begin = np.flatnonzero(~same_as_previous(code[rows], starts))
-    n = np.diff(np.append(begin, len(rows)))
-    total = np.add.reduceat(amount[rows], begin) if len(rows) else np.zeros(0)
-    ored = np.bitwise_or.reduceat(flags[rows], begin) if len(rows) else np.zeros(0, np.int64)
-    head = rows[begin]
+    starts = bucket_starts(ts, gauge, width_s)
+    begin = np.flatnonzero(~same_as_previous(code, starts))
+    n = np.diff(np.append(begin, len(ts)))
+    total = np.add.reduceat(amount, begin) if len(ts) else np.zeros(0)
+    ored = np.bitwise_or.reduceat(flags, begin) if len(ts) else np.zeros(0, np.int64)
+    expected = interval[code[begin]]
     with np.errstate(invalid="ignore"):
-        coverage = np.where(
-            np.isnan(interval[head]), 1.0, np.minimum(n * interval[head] / width_ms, 1.0)
-        )
+        coverage = np.where(np.isnan(expected), 1.0, np.minimum(n * expected / width_ms, 1.0))
     ored = ored | np.where(coverage < min_coverage, qf.LOW_COVERAGE, 0)
     return WindowArrays(
-        head=head,
+        head=begin,
         bucket_start_ms=starts[begin],
-        actual=np.where(gauge[head], total / np.maximum(n, 1), total),
+        actual=np.where(gauge[begin], total / np.maximum(n, 1), total),
         n_readings=n,
         coverage=coverage,
         flags=ored.astype(np.int64),
@@ -115,14 +113,14 @@ def aggregate(
         return empty_windows()
     first = np.zeros(rows.height, dtype=np.int64)
     first[run_starts(rows)] = 1
+    run = np.cumsum(first) - 1
     w = window_arrays(
-        code=np.cumsum(first),
+        code=run,
         ts=rows["ts_ms"].to_numpy(),
         gauge=(rows["kind"] == "gauge").to_numpy(),
         amount=rows["amount"].to_numpy(),
         flags=rows["flags"].to_numpy(),
-        interval=rows["interval_ms"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
-        rows=np.arange(rows.height),
+        interval=rows["interval_ms"].cast(pl.Float64).fill_null(np.nan).to_numpy()[first == 1],
         width_s=width_s,
         min_coverage=min_coverage,
     )
