@@ -97,14 +97,25 @@ def run(quick: bool) -> dict[str, Any]:
     )
     state = EventTimeState(intervals=intervals)
 
+    stages = dict.fromkeys(("decode", "step", "predict", "emissions"), 0.0)
+
     def chain(batches: list[ReadingBatch], state: EventTimeState) -> tuple[EventTimeState, int]:
+        t0 = time.perf_counter()
         frame = decode_batches(batches)
+        t1 = time.perf_counter()
         result = step(state, frame, now_ms=frame["ts_ms"].max() + 1, params=params)  # type: ignore[operator]
+        t2 = time.perf_counter()
         windows = predict_windows(models, result.windows, tz="Europe/Paris")
+        t3 = time.perf_counter()
         deltas = emission_deltas(windows, rules=rules, factors=factors)
+        for name, spent in zip(
+            stages, (t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3), strict=True
+        ):
+            stages[name] += spent
         return result.state, deltas.height
 
     state, _ = chain(data[0], state)  # warm-up: first poll has no predecessors yet
+    stages.update(dict.fromkeys(stages, 0.0))
     readings = windows = 0
     started = time.perf_counter()
     cpu_started = time.process_time()
@@ -116,6 +127,7 @@ def run(quick: bool) -> dict[str, Any]:
     cpu_seconds = time.process_time() - cpu_started  # all threads of this process
     rate = readings / seconds
     progress(f"{readings} readings, {windows} window results in {seconds:.2f} s")
+    progress("per poll: " + ", ".join(f"{k} {v / polls * 1000:.1f} ms" for k, v in stages.items()))
     return summary(
         "kernels",
         {
@@ -133,6 +145,7 @@ def run(quick: bool) -> dict[str, Any]:
             "cpu_seconds": round(cpu_seconds, 3),
             "load_avg_1m": round(os.getloadavg()[0], 2),
             "rss_mb": rss_mb(),
+            "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
             "target_readings_per_s": 2_000_000,
         },
     )
