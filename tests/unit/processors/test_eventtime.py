@@ -202,3 +202,49 @@ def test_state_rebuilt_from_stored_rows_continues_like_one_pass() -> None:
     r3 = close_idle(r2.state, now_ms=NOW, idle_ms=0, params=PARAMS)
     streamed = pl.concat([r.windows, r2.windows, r3.windows])
     assert_frame_equal(_latest(streamed), _latest(one_pass))
+
+
+def test_untouched_devices_keep_their_state_rows_unchanged() -> None:
+    a, b = _device_stream(1)
+    r = step(
+        EventTimeState(intervals=INTERVALS), pl.concat([a.head(40), b]), now_ms=NOW, params=PARAMS
+    )
+    r2 = step(r.state, a.slice(40), now_ms=NOW, params=PARAMS)  # only device a
+    assert set(r2.windows["device_id"].to_list()) == {"a"}
+    key = ["device_id", "metric", "ts_ms"]
+    before_b = r.state.buffer.filter(pl.col("device_id") == "b").sort(key)
+    assert_frame_equal(r2.state.buffer.filter(pl.col("device_id") == "b").sort(key), before_b)
+    wm_b = r2.state.watermarks.filter(pl.col("device_id") == "b")
+    assert_frame_equal(wm_b, r.state.watermarks.filter(pl.col("device_id") == "b"))
+
+
+def test_concatenated_states_in_any_row_order_continue_like_one_state() -> None:
+    a, b = _device_stream(3)
+    first = pl.concat([a.head(30), b.head(10)])
+    one = step(EventTimeState(intervals=INTERVALS), first, now_ms=NOW, params=PARAMS).state
+    part_a = step(EventTimeState(intervals=INTERVALS), a.head(30), now_ms=NOW, params=PARAMS)
+    part_b = step(EventTimeState(), b.head(10), now_ms=NOW, params=PARAMS)
+    s_a, s_b = part_a.state, part_b.state
+    glued = EventTimeState(  # as processors.state.merge builds it, rows shuffled on top
+        buffer=pl.concat([s_b.buffer, s_a.buffer]).sample(fraction=1.0, shuffle=True, seed=4),
+        emitted=pl.concat([s_b.emitted, s_a.emitted]).sample(fraction=1.0, shuffle=True, seed=5),
+        watermarks=pl.concat([s_b.watermarks, s_a.watermarks]),
+        intervals=pl.concat([s_a.intervals, s_b.intervals]),
+    )
+    rest = pl.concat([a.slice(30), b.slice(10)])
+    expected = step(one, rest, now_ms=NOW, params=PARAMS)
+    result = step(glued, rest, now_ms=NOW, params=PARAMS)
+    assert expected.windows.height > 0
+    assert_frame_equal(result.windows, expected.windows)
+    assert_frame_equal(result.rejected, expected.rejected)
+
+
+def test_row_order_within_a_batch_does_not_matter() -> None:
+    a, b = _device_stream(0)
+    both = pl.concat([a, b])
+    interleaved = both.sort("ts_ms", "metric")  # keys alternate row by row
+    grouped = both.sort("metric", "device_id", "ts_ms", descending=[True, False, True])
+    one, _ = _run([interleaved])
+    two, _ = _run([grouped])
+    assert one.height > 0
+    assert_frame_equal(one, two)
