@@ -56,6 +56,7 @@ class Tuning:
     max_messages: int = 0  # stop after acking this many (0: run until stopped)
     backoff_min_s: float = 0.5
     backoff_max_s: float = 30.0
+    stats_interval_s: float = 10.0
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Gateway:
             tg.create_task(self._batcher(), name="gateway-batcher")
             tg.create_task(self._acker(), name="gateway-acker")
             tg.create_task(self._drainer(), name="gateway-drainer")
+            tg.create_task(self._reporter(), name="gateway-reporter")
 
     def health(self) -> dict[str, object]:
         """State for the health endpoint."""
@@ -167,6 +169,24 @@ class Gateway:
             if await self._drain_spool():
                 self.kafka_ok = True
                 self.metrics.kafka_up.set(1)
+
+    async def _reporter(self) -> None:
+        """One stats line per ``stats_interval_s`` (throughput, backlog, spool)."""
+        last, t_last = 0, time.perf_counter()
+        while not self._acker_done.is_set():
+            await self._sleep_unless_done(self.tuning.stats_interval_s)
+            now = time.perf_counter()
+            _log.info(
+                "gateway_stats",
+                acked=self.acked,
+                msgs_per_s=round((self.acked - last) / max(now - t_last, 1e-9), 1),
+                unacked=self.received - self.acked,
+                inbox=len(self.inbox),
+                queued_batches=self._queue.qsize(),
+                spool_records=self.spool.depth,
+                kafka=self.kafka_ok,
+            )
+            last, t_last = self.acked, now
 
     # ---- helpers --------------------------------------------------------------------------
     async def _deliver(self, records: list[Record]) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import select
+import ssl
 import threading
 import time
 from collections import deque
@@ -28,7 +29,7 @@ from pilotstream.logs import get_logger
 
 _log = get_logger(__name__)
 READS_PER_WAKE = 64  # packets read per select() wake-up; paho reads one per loop_read call
-RECV_BYTES = 256 * 1024  # one socket read, buffered for paho
+RECV_BYTES = 64 * 1024  # one socket read, buffered for paho
 
 
 @dataclass(slots=True)
@@ -103,6 +104,7 @@ class MqttConfig:
     session_expiry_s: int
     receive_maximum: int
     keepalive_s: int = 30
+    max_buffered: int = 8000  # received but not yet taken by the gateway; then reading pauses
     backoff_min_s: float = 0.5
     backoff_max_s: float = 30.0
 
@@ -119,6 +121,7 @@ class _FastClient(mqtt.Client):
 
     _rbuf = b""
     _rpos = 0
+    _rview = memoryview(bytearray(RECV_BYTES))  # read buffer, one per process is enough
     on_publish_fast: Callable[[bytes, int, int, bytes], None] | None = None
 
     def _handle_publish(self) -> MQTTErrorCode:
@@ -167,10 +170,19 @@ class _FastClient(mqtt.Client):
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._rpos >= len(self._rbuf):
-            chunk = super()._sock_recv(RECV_BYTES)  # raises BlockingIOError when nothing waits
-            if not chunk:
-                return chunk  # EOF
-            self._rbuf, self._rpos = chunk, 0
+            # recv_into a reused buffer, then one exact-size copy: recv(n) would allocate n
+            # bytes and shrink them, which fragments the heap (RSS crept up by ~50 MB per 100k)
+            sock = self._sock
+            if sock is None:
+                msg = "socket closed"
+                raise ConnectionError(msg)
+            try:
+                n = sock.recv_into(self._rview)  # type: ignore[attr-defined]
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as exc:
+                raise BlockingIOError from exc
+            if n == 0:
+                return b""  # EOF
+            self._rbuf, self._rpos = bytes(self._rview[:n]), 0
         out = self._rbuf[self._rpos : self._rpos + bufsize]
         self._rpos += len(out)
         return out
@@ -255,10 +267,13 @@ class MqttSource:
             if sock is None:
                 msg = "socket closed"
                 raise ConnectionError(msg)
+            # Backpressure: past max_buffered unprocessed messages, stop reading; TCP then makes
+            # the broker keep the rest in the session queue (memory stays bounded here).
+            reading = len(self._inbox) < self._cfg.max_buffered
             wlist = [sock] if client.want_write() else []
-            wait = 0.0 if client.buffered() else 0.01
-            readable, writable, _ = select.select([sock], wlist, [], wait)
-            if readable or client.buffered():
+            wait = 0.0 if reading and client.buffered() else 0.01
+            readable, writable, _ = select.select([sock] if reading else [], wlist, [], wait)
+            if reading and (readable or client.buffered()):
                 for _ in range(READS_PER_WAKE):
                     rc = client.loop_read()
                     if rc != mqtt.MQTT_ERR_SUCCESS:

@@ -78,6 +78,7 @@ async def run_gateway(s: GatewaySettings, *, sink: Sink | None = None) -> int:
             session_expiry_s=s.mqtt_session_expiry_s,
             receive_maximum=s.mqtt_receive_maximum,
             keepalive_s=s.mqtt_keepalive_s,
+            max_buffered=2 * s.mqtt_receive_maximum,
         ),
         inbox=inbox,
         on_state=on_state,
