@@ -172,30 +172,39 @@ class _Emitted:
         bucket = w.bucket_start_ms[closed]
         same_width = np.flatnonzero(self.width == width_s)
         found = find_rows(code, bucket, self.code[same_width], self.bucket[same_width])
-        match = np.where(found >= 0, same_width[np.maximum(found, 0)] if len(same_width) else 0, -1)
         actual, n, flags = w.actual[closed], w.n_readings[closed], w.flags[closed]
-        new = self.revision_null[match]
-        with np.errstate(invalid="ignore"):
-            moved = np.abs(actual - self.actual[match]) > 1e-9 * (1 + np.abs(actual))
-        changed = (
-            new
-            | (~self.n_null[match] & (self.n[match] != n))
-            | (~self.flags_null[match] & (self.flags[match] != flags))
-            | moved
-        )
-        self.replaced[match[changed & (match >= 0)]] = True
-        pick = np.flatnonzero(changed)
-        return {
-            "head": w.head[closed][pick],
-            "_code": code[pick],
-            "width_s": np.full(len(pick), width_s, dtype=np.int64),
-            "bucket_start_ms": bucket[pick],
-            "actual": actual[pick],
-            "n_readings": n[pick].astype(np.int64),
-            "coverage": w.coverage[closed][pick],
-            "flags": flags[pick],
-            "revision": np.where(new, 1, self.revision[match] + 1)[pick].astype(np.int64),
+        revision = np.ones(len(found), dtype=np.int64)
+        changed = np.ones(len(found), dtype=bool)
+        was = np.flatnonzero(found >= 0)
+        if len(was):  # compare with the emitted result
+            at = same_width[found[was]]
+            known = ~self.revision_null[at]
+            ours = actual[was]
+            with np.errstate(invalid="ignore"):
+                moved = np.abs(ours - self.actual[at]) > 1e-9 * (1 + np.abs(ours))
+            changed[was] = (
+                ~known
+                | (~self.n_null[at] & (self.n[at] != n[was]))
+                | (~self.flags_null[at] & (self.flags[at] != flags[was]))
+                | moved
+            )
+            revision[was] = np.where(known, self.revision[at] + 1, 1)
+            self.replaced[at[changed[was]]] = True
+        out = {
+            "head": w.head[closed],
+            "_code": code,
+            "width_s": np.full(len(found), width_s, dtype=np.int64),
+            "bucket_start_ms": bucket,
+            "actual": actual,
+            "n_readings": n.astype(np.int64),
+            "coverage": w.coverage[closed],
+            "flags": flags,
+            "revision": revision,
         }
+        if changed.all():
+            return out
+        pick = np.flatnonzero(changed)
+        return {name: values[pick] for name, values in out.items()}
 
 
 def _window_frame(rows: SortedRows, parts: list[dict[str, np.ndarray]]) -> pl.DataFrame:

@@ -95,7 +95,8 @@ def step(
     incoming = readings.select(list(READING_SCHEMA)).cast(READING_SCHEMA)  # type: ignore[arg-type]
     if incoming.is_empty():
         return StepResult(state, _no_windows(), _no_rejections(), 0)
-    devices = incoming["device_id"].unique()
+    device = incoming["device_id"]  # one lookup per run of a device (a Kafka batch)
+    devices = device.gather(np.flatnonzero((device != device.shift()).fill_null(True))).unique()
     buffer, buffer_rest = _split(state.buffer.select(_BUFFER_COLUMNS), devices)
     emitted, emitted_rest = _split(state.emitted, devices)
     emitted = emitted.rechunk()
