@@ -206,15 +206,16 @@ class BatchProcessor:
         if prepared is None:
             return PollResult(None, [], 0, 0, 0)
         p = prepared
+        rows = window_rows(p.scored) if p.scored is not None else None
         commit = await self._writer.commit_batch(
             readings=p.readings,
-            windows=window_rows(p.scored) if p.scored is not None else None,
+            windows=rows,
             rejections=p.rejections,
             offsets=p.offsets,
             group=self._group,
             generation=self.generation,
         )
-        deltas = window_deltas(p.scored, commit.windows_changed) if p.scored is not None else []
+        deltas = window_deltas(rows, commit.windows_changed) if rows is not None else []
         return PollResult(
             commit,
             deltas,

@@ -22,6 +22,8 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
 from pilotstream.logs import get_logger
 from pilotstream.registry import load_registry
@@ -111,6 +113,7 @@ class ProcessorService:
         provider = (self._provider_factory or self._stored_baselines(registry))(self._conn)
         producer = None
         if s.publish_deltas:
+            await ensure_topic(s.kafka_bootstrap, s.deltas_topic)
             producer = AIOKafkaProducer(
                 bootstrap_servers=s.kafka_bootstrap,
                 acks="all",
@@ -357,6 +360,20 @@ class ProcessorService:
                 stored=len(claim.offsets),
                 preloaded=preloaded,
             )
+
+
+async def ensure_topic(bootstrap: str, topic: str, partitions: int = 6) -> None:
+    """Create ``topic`` (replication 1, the local stack) when the broker does not have it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            await admin.create_topics([NewTopic(topic, partitions, 1)])
+            log.info("topic_created", topic=topic, partitions=partitions)
+    except TopicAlreadyExistsError:
+        pass  # another member created it meanwhile
+    finally:
+        await admin.close()
 
 
 def _now_ms() -> int:

@@ -137,6 +137,7 @@ assert HOUR_MS == 3_600_000
 
 async def test_changed_windows_are_published_as_deltas(lane: Lane) -> None:
     from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
 
     from pilotstream.codec import decode_delta
 
@@ -155,6 +156,12 @@ async def test_changed_windows_are_published_as_deltas(lane: Lane) -> None:
         got = await consumer.getmany(timeout_ms=5000, max_records=10_000)
     finally:
         await consumer.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=lane.bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([deltas_topic])
+    finally:
+        await admin.close()
     deltas = [decode_delta(m.value) for msgs in got.values() for m in msgs]
     stored = stored_windows(lane.dsn)
     assert len(deltas) == stored.height == 5 * (6 + 2)

@@ -96,8 +96,12 @@ async def test_before_the_intervention_nothing_is_avoided() -> None:
         FixedBaseline(baseline=40.0, reporting_from_ms=T0 + 10 * 3600_000),
     )
     proc = _processor(writer, provider)
-    await proc.process({0: _records([_batch("a", range(1, 91))])}, now_ms=T0 + 10 * 60 * MIN)
+    result = await proc.process(
+        {0: _records([_batch("a", range(1, 91))])}, now_ms=T0 + 10 * 60 * MIN
+    )
     w = writer.commits[0]["windows"]
+    assert len(result.deltas) == w.height
+    assert all(d.baseline == d.actual and d.delta == 0 for d in result.deltas)
     assert w.height > 0
     assert (w["delta"] == 0).all()
     assert (w["avoided_co2e_kg"] == 0).all()
