@@ -2,10 +2,13 @@
 
 - Offsets live in TimescaleDB, not in Kafka (auto-commit off): on assignment the listener claims
   the partitions (a new fencing generation), seeks to the stored offsets (none: the beginning) and
-  starts their states empty; devices are rebuilt from the database on first sight.
-- Each ``getmany`` poll is ONE transaction (readings, windows, rejections, offsets); the changed
-  windows then go to the deltas topic (at least once). A lock keeps a rebalance from interleaving
-  with a batch: revocation waits for the batch in flight, which has committed everything.
+  starts their states empty; recently active devices are rebuilt from the database at once, the
+  others on first sight. A fetch that starts past the next offset (made before the seek) is
+  dropped and re-sought; records below it are skipped.
+- Each ``getmany`` poll is ONE transaction (readings, windows, rejections, offsets), committed
+  while the next poll is prepared (commits stay in order); the changed windows then go to the
+  deltas topic (at least once). A lock keeps a rebalance from interleaving with a batch:
+  revocation waits for the commit in flight. A fenced member (StaleGeneration) exits 1.
 - The idle timer runs between polls: windows of devices silent for ``idle_close_s`` close.
 - SIGTERM/SIGINT stop polling; the batch in flight commits; ``exit_when_idle_s`` closes every open
   window and exits once the lag is zero and nothing arrived for that long.
