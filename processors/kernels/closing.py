@@ -8,62 +8,26 @@ changed window is restated with revision + 1) and keeps only the readings that m
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from processors.kernels.clean import (
     GAUGE,
-    STUCK_CHECKED,
     clean_arrays,
     gauge_bounds,
     median_steps,
     spike_flags,
 )
 from processors.kernels.keys import (
-    KeyIndex,
     find_rows,
     per_key,
-    run_ids,
     sort_order,
 )
 from processors.kernels.params import EventTimeParams
-from processors.kernels.windows import WINDOW_SCHEMA, WindowArrays, bucket_starts, window_arrays
-
-NO_WATERMARK = np.iinfo(np.int64).min
-
-
-@dataclass(frozen=True, slots=True)
-class SortedRows:
-    """Readings of some keys as arrays sorted by (code, ts), with their source frame."""
-
-    frame: pl.DataFrame  # source rows (reading columns and ``anchor``), any order
-    order: np.ndarray  # frame positions, sorted
-    index: KeyIndex  # the key codes
-    code: np.ndarray  # key code of each sorted row
-    ts: np.ndarray  # event time, ms
-    value: np.ndarray  # reading value
-    kinds: np.ndarray  # clean.kind_bits
-    anchor: np.ndarray  # the row was final before this batch (kept as a predecessor)
-
-    def take(self, keep: np.ndarray) -> SortedRows:
-        """The rows where ``keep`` is True (still sorted)."""
-        return SortedRows(
-            frame=self.frame,
-            order=self.order[keep],
-            index=self.index,
-            code=self.code[keep],
-            ts=self.ts[keep],
-            value=self.value[keep],
-            kinds=self.kinds[keep],
-            anchor=self.anchor[keep],
-        )
-
-    def final_end(self, widest_s: int) -> np.ndarray:
-        """End (UTC ms) of each row's widest window."""
-        gauge = (self.kinds & GAUGE) != 0
-        return bucket_starts(self.ts, gauge, widest_s) + widest_s * 1000
+from processors.kernels.rows import NO_WATERMARK, SortedRows, buffer_of, evict
+from processors.kernels.windows import WINDOW_SCHEMA, WindowArrays, window_arrays
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,24 +247,3 @@ def _retain(
     if "_code" not in out.columns:
         out = out.with_columns(_code=pl.Series(code[keep], dtype=pl.Int64))
     return out
-
-
-def evict(rows: SortedRows, watermark: np.ndarray, rules: EventTimeParams) -> SortedRows:
-    """Drop final readings, keeping the last few per key as anchors (``anchor`` = final).
-
-    Rows are sorted by (key, time) and finality is a time threshold per device, so a key's final
-    rows are a prefix of its rows: positions come from array arithmetic.
-    """
-    final = rows.final_end(rules.widest_s) + rules.allowed_lateness_ms < watermark[rows.code]
-    start, key = run_ids(rows.code)
-    n_final = np.bincount(key, final, len(start)).astype(np.int64)
-    position = np.arange(len(rows.code)) - start[key]
-    stuck = (rows.kinds & STUCK_CHECKED) != 0
-    keep_n = np.where(stuck, rules.clean.stuck_run - 1, 1)
-    keep = ~final | (position >= n_final[key] - keep_n)
-    return replace(rows.take(keep), anchor=final[keep])
-
-
-def buffer_of(rows: SortedRows) -> pl.DataFrame:
-    """The rows as a buffer frame (reading columns and ``anchor``), sorted."""
-    return rows.frame[rows.order].with_columns(anchor=pl.Series(rows.anchor, dtype=pl.Boolean))

@@ -14,8 +14,9 @@ Rules, per device (the watermark is the largest event time seen for the device):
 
 Only the devices a call touches (those with new readings, or whose idle timer fires) are
 processed: the others' windows cannot change, so their part of the state is carried over as is.
-The touched readings are sorted by integer key codes (:mod:`processors.kernels.keys`) and the
-windows are built and compared on arrays (:mod:`processors.kernels.closing`).
+The touched readings are sorted by integer key codes (:mod:`processors.kernels.keys`,
+:mod:`processors.kernels.rows`) and the windows are built and compared on arrays
+(:mod:`processors.kernels.closing`).
 """
 
 from __future__ import annotations
@@ -25,18 +26,18 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import polars as pl
 
-from processors.kernels.clean import kind_bits
-from processors.kernels.closing import (
-    NO_WATERMARK,
-    SortedRows,
-    buffer_of,
-    close,
-    evict,
-    freeze_intervals,
-)
+from processors.kernels.closing import close, freeze_intervals
 from processors.kernels.decode import READING_SCHEMA
-from processors.kernels.keys import KeyIndex, device_runs, index_keys, same_as_previous, sort_order
+from processors.kernels.keys import device_runs, same_as_previous
 from processors.kernels.params import EventTimeParams
+from processors.kernels.rows import (
+    NO_WATERMARK,
+    buffer_of,
+    device_watermarks,
+    evict,
+    sort_rows,
+    split_devices,
+)
 from processors.kernels.windows import empty_windows
 
 DEDUP_KEY = ["device_id", "metric", "ts_ms"]
@@ -97,13 +98,13 @@ def step(
         return StepResult(state, _no_windows(), _no_rejections(), 0)
     device = incoming["device_id"]  # one lookup per run of a device (a Kafka batch)
     devices = device.gather(np.flatnonzero((device != device.shift()).fill_null(True))).unique()
-    buffer, buffer_rest = _split(state.buffer.select(_BUFFER_COLUMNS), devices)
-    emitted, emitted_rest = _split(state.emitted, devices)
+    buffer, buffer_rest = split_devices(state.buffer.select(_BUFFER_COLUMNS), devices)
+    emitted, emitted_rest = split_devices(state.emitted, devices)
     emitted = emitted.rechunk()
     frame = pl.concat([buffer, incoming.with_columns(anchor=pl.lit(False))])
-    rows, index = _sorted(frame, emitted, params)
+    rows, index = sort_rows(frame, emitted, params.clean.stuck_kinds)
     names, device_of = device_runs(index)
-    wm_before = _device_watermarks(names, state.watermarks)
+    wm_before = device_watermarks(names, state.watermarks)
 
     # first arrival wins: the buffer's copy, else the earliest in the batch
     new = rows.order >= buffer.height
@@ -158,11 +159,11 @@ def close_idle(
 ) -> StepResult:
     """Close the open windows of devices not heard from for ``idle_ms`` (``idle_ms=0``: all)."""
     idle = state.watermarks.filter(pl.col("last_seen_ms") <= now_ms - idle_ms)["device_id"]
-    buffer, _ = _split(state.buffer.select(_BUFFER_COLUMNS), idle)
+    buffer, _ = split_devices(state.buffer.select(_BUFFER_COLUMNS), idle)
     live = buffer.filter(~pl.col("anchor"))
-    rows, index = _sorted(live, live.clear(), params)
+    rows, index = sort_rows(live, live.clear(), params.clean.stuck_kinds)
     names, device_of = device_runs(index)
-    wm_before = _device_watermarks(names, state.watermarks)
+    wm_before = device_watermarks(names, state.watermarks)
     end = np.full(names.len(), NO_WATERMARK, dtype=np.int64)
     np.maximum.at(end, device_of[rows.code], rows.final_end(params.widest_s) + 1)
     pushed = end > wm_before
@@ -176,13 +177,13 @@ def close_idle(
         .with_columns(watermark_ms=pl.max_horizontal("watermark_ms", "_end"))
         .drop("_end")
     )
-    buffer, buffer_rest = _split(state.buffer.select(_BUFFER_COLUMNS), touched)
-    emitted, emitted_rest = _split(state.emitted, touched)
-    rows, index = _sorted(buffer, emitted, params)
+    buffer, buffer_rest = split_devices(state.buffer.select(_BUFFER_COLUMNS), touched)
+    emitted, emitted_rest = split_devices(state.emitted, touched)
+    rows, index = sort_rows(buffer, emitted, params.clean.stuck_kinds)
     names, device_of = device_runs(index)
     done = close(
         rows,
-        watermark=_device_watermarks(names, watermarks)[device_of],
+        watermark=device_watermarks(names, watermarks)[device_of],
         emitted=emitted,
         emitted_code=index.codes[1],
         intervals=state.intervals,
@@ -237,61 +238,14 @@ def rebuild_state(
         register_max=register_max,
         reference=reference,
     )
-    rows, index = _sorted(frame.with_columns(anchor=pl.lit(False)), stored.clear(), params)
+    rows, index = sort_rows(
+        frame.with_columns(anchor=pl.lit(False)), stored.clear(), params.clean.stuck_kinds
+    )
     rows = rows.take(~same_as_previous(rows.code, rows.ts))  # first copy of a repeated reading
     names, device_of = device_runs(index)
-    kept = evict(rows, _device_watermarks(names, watermarks)[device_of], params)
+    kept = evict(rows, device_watermarks(names, watermarks)[device_of], params)
     _, known = freeze_intervals(kept, state.intervals)
     return replace(state, buffer=buffer_of(kept), intervals=known)
-
-
-def _sorted(
-    frame: pl.DataFrame, emitted: pl.DataFrame, params: EventTimeParams
-) -> tuple[SortedRows, KeyIndex]:
-    """Rows of ``frame`` sorted by (key, time), first arrival first among equal times."""
-    frame = frame.rechunk()  # gathers from one chunk are several times faster
-    index = index_keys(frame, emitted)
-    code = index.codes[0]
-    ts = frame["ts_ms"].to_numpy()
-    order = sort_order(code, ts)
-    rows = SortedRows(
-        frame=frame,
-        order=order,
-        index=index,
-        code=code[order],
-        ts=ts[order],
-        value=frame["value"].to_numpy()[order],
-        kinds=kind_bits(frame["kind"], params.clean.stuck_kinds)[order],
-        anchor=frame["anchor"].to_numpy()[order],
-    )
-    return rows, index
-
-
-def _split(frame: pl.DataFrame, devices: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Rows of ``devices`` and the others (checked once per run of one device)."""
-    if frame.is_empty():
-        return frame, frame
-    starts = np.flatnonzero(
-        frame.select((pl.col("device_id") != pl.col("device_id").shift()).fill_null(True))
-        .to_series()
-        .to_numpy()
-    )
-    hit = frame["device_id"].gather(starts).is_in(devices.implode()).to_numpy()
-    if hit.all():
-        return frame, frame.clear()
-    if not hit.any():
-        return frame.clear(), frame
-    mask = pl.Series(np.repeat(hit, np.diff(np.append(starts, frame.height))))
-    return frame.filter(mask), frame.filter(~mask)
-
-
-def _device_watermarks(names: pl.Series, watermarks: pl.DataFrame) -> np.ndarray:
-    """Watermark of each device in ``names`` (NO_WATERMARK where unknown)."""
-    table = watermarks.select("device_id", "watermark_ms").unique("device_id", keep="first")
-    found = names.to_frame("device_id").join(
-        table, on="device_id", how="left", maintain_order="left"
-    )
-    return found["watermark_ms"].fill_null(NO_WATERMARK).to_numpy()
 
 
 def _advance(
