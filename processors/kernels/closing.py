@@ -108,13 +108,12 @@ def close(
 
 
 class _Emitted:
-    """The emitted windows as arrays, with a trailing dummy row that position -1 points at."""
+    """The emitted windows of the touched keys as arrays (null masks where the column may be)."""
 
     def __init__(self, emitted: pl.DataFrame, code: np.ndarray) -> None:
         def column(name: str, fill: float) -> tuple[np.ndarray, np.ndarray]:
             series = emitted[name]
-            values = np.append(series.fill_null(fill).to_numpy(), fill)
-            return values, np.append(series.is_null().to_numpy(), True)
+            return series.fill_null(fill).to_numpy(), series.is_null().to_numpy()
 
         self.code = code
         self.width = emitted["width_s"].to_numpy()
