@@ -166,8 +166,7 @@ class _Emitted:
         }
         if changed.all():
             return out
-        pick = np.flatnonzero(changed)
-        return {name: values[pick] for name, values in out.items()}
+        return {name: values.compress(changed) for name, values in out.items()}
 
 
 def _window_frame(rows: SortedRows, parts: list[dict[str, np.ndarray]]) -> pl.DataFrame:
