@@ -53,10 +53,11 @@ async def test_kill_9_at_random_points_then_restart(lane: Lane) -> None:
     await produce(lane.bootstrap, lane.topic, pieces)
     rng = random.Random(5)
     small = ("--poll-max-records", "40")  # many commits, so kills land between and inside them
-    killed = 0
+    killed, seen = 0, 0
     for _ in range(3):
         proc = spawn(process_cmd(lane, 30.0, *small))
-        time.sleep(rng.uniform(1.5, 3.0))  # noqa: ASYNC251 - the test itself waits
+        seen = _wait_for_progress(lane, seen)  # the member is past start-up and committing
+        time.sleep(rng.uniform(0.0, 1.0))  # noqa: ASYNC251 - the test itself waits
         if proc.poll() is None:
             proc.kill()  # SIGKILL: no drain, no flush
             killed += 1
@@ -70,12 +71,26 @@ async def test_kill_9_at_random_points_then_restart(lane: Lane) -> None:
     _assert_exact(lane, feed, len(pieces))
 
 
+def _wait_for_progress(lane: Lane, seen: int, timeout_s: float = 60.0) -> int:
+    """Wait until the stored offsets move past ``seen``; returns them."""
+    deadline = time.monotonic() + timeout_s
+    sql = "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets"
+    while time.monotonic() < deadline:
+        now = scalar(lane.dsn, sql)
+        if now > seen:
+            return now
+        time.sleep(0.1)
+    msg = f"no progress past offset sum {seen} in {timeout_s} s"
+    raise AssertionError(msg)
+
+
 async def test_three_members_one_killed_mid_stream(lane: Lane) -> None:
     feed, pieces = _feed(12)
     await produce(lane.bootstrap, lane.topic, pieces)
     small = ("--poll-max-records", "100", "--log-level", "INFO")
     members = [spawn(process_cmd(lane, 12.0, *small)) for _ in range(3)]
-    time.sleep(4.0)  # noqa: ASYNC251 - the test itself waits
+    _wait_for_progress(lane, 0)
+    time.sleep(1.0)  # noqa: ASYNC251 - the test itself waits
     assert members[0].poll() is None
     members[0].kill()
     members[0].communicate(timeout=30)
@@ -92,7 +107,7 @@ async def test_sigterm_drains_commits_and_exits_cleanly(lane: Lane) -> None:
     await produce(lane.bootstrap, lane.topic, pieces)
     small = ("--poll-max-records", "40", "--log-level", "INFO")
     proc = spawn(process_cmd(lane, 30.0, *small))
-    time.sleep(3.0)  # noqa: ASYNC251 - the test itself waits
+    _wait_for_progress(lane, 0)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()[-3000:]
