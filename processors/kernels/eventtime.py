@@ -38,7 +38,7 @@ from processors.kernels.rows import (
     sort_rows,
     split_devices,
 )
-from processors.kernels.windows import empty_windows
+from processors.kernels.windows import bucket_start, empty_windows
 
 DEDUP_KEY = ["device_id", "metric", "ts_ms"]
 _BUFFER_COLUMNS = [*READING_SCHEMA, "anchor"]
@@ -160,18 +160,19 @@ def close_idle(
     """Close the open windows of devices not heard from for ``idle_ms`` (``idle_ms=0``: all)."""
     idle = state.watermarks.filter(pl.col("last_seen_ms") <= now_ms - idle_ms)["device_id"]
     buffer, _ = split_devices(state.buffer.select(_BUFFER_COLUMNS), idle)
-    live = buffer.filter(~pl.col("anchor"))
-    rows, index = sort_rows(live, live.clear(), params.clean.stuck_kinds)
-    names, device_of = device_runs(index)
-    wm_before = device_watermarks(names, state.watermarks)
-    end = np.full(names.len(), NO_WATERMARK, dtype=np.int64)
-    np.maximum.at(end, device_of[rows.code], rows.final_end(params.widest_s) + 1)
-    pushed = end > wm_before
-    if not pushed.any():
+    widest_ms = params.widest_s * 1000
+    ends = (
+        buffer.filter(~pl.col("anchor"))
+        .group_by("device_id")
+        .agg(_end=(bucket_start(params.widest_s) + widest_ms).max() + 1)
+        .join(state.watermarks.select("device_id", "watermark_ms"), on="device_id", how="left")
+        .filter(pl.col("watermark_ms").is_null() | (pl.col("_end") > pl.col("watermark_ms")))
+    )
+    if ends.is_empty():
         return StepResult(state, _no_windows(), _no_rejections(), 0)
 
-    touched = names.filter(pl.Series(pushed))
-    pushed_wm = pl.DataFrame({"device_id": touched, "_end": end[pushed]})
+    touched = ends["device_id"]
+    pushed_wm = ends.select("device_id", "_end")
     watermarks = (
         state.watermarks.join(pushed_wm, on="device_id", how="left", maintain_order="left")
         .with_columns(watermark_ms=pl.max_horizontal("watermark_ms", "_end"))
