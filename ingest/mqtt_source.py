@@ -355,3 +355,18 @@ class MqttSource:
         # Every message must reach the inbox, or its ack would hold back all later ones.
         topic = bytes(m._topic).decode("utf-8", "replace")  # m.topic raises on bad UTF-8
         self._inbox.put(Message(m.mid, m.qos, topic, bytes(m.payload), now_ms))
+
+
+def drop_session(*, host: str, port: int, user: str, password: str, client_id: str) -> None:
+    """Make the broker forget a client's persistent session and its queue (decommissioned
+    gateways, tests, benchmarks): connect with a clean start and session expiry 0, disconnect."""
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set(user, password)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    client.connect(host, port, clean_start=True, properties=props)
+    client.loop(2.0)
+    client.disconnect()
+    client.loop(0.2)

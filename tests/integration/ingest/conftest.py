@@ -23,6 +23,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from ingest.mqtt_source import drop_session
 from ingest.producer import ensure_topics
 from pilotstream.codec import decode_batch, decode_rejection
 from pilotstream.contracts import ReadingBatch, Rejection
@@ -100,6 +101,11 @@ def gateway(stack: BaseSettings, tag: str, tmp_path: Path) -> Iterator[GatewayPr
     gw = GatewayProcess(stack, tag, tmp_path)
     yield gw
     gw.stop()
+    # the session would otherwise queue every matching message for 7 days
+    drop_session(
+        host=stack.mqtt_host, port=stack.mqtt_port, user=stack.mqtt_gateway_user,
+        password=stack.mqtt_gateway_password, client_id=f"{tag}-gw",
+    )  # fmt: skip
 
 
 def publish(
