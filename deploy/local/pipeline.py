@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -161,7 +162,9 @@ class LocalPipeline:
             gateway_id,
             [
                 "gateway",
-                "--gateway-id", f"{self.run.name}-{gateway_id}",
+                "--gateway-id", f"{self.run.name}-{gateway_id}-{secrets.token_hex(3)}",
+                # a run's session must not outlive it by long: it queues every pilot's messages
+                "--mqtt-session-expiry-s", "300",
                 "--mqtt-subscription", f"$share/{self.run.share_group}/{topics.MQTT_ROOT}/#",
                 "--readings-topic", self.run.readings_topic,
                 "--rejected-topic", self.run.rejected_topic,
