@@ -103,6 +103,10 @@ def test_kafka_outage_spools_and_drains(gateway, kafka_proxy, publisher, reader,
     assert m["gateway_mqtt_acked_total"] == 6000
     assert m["gateway_spool_records"] > 0
     assert m["gateway_kafka_up"] == 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+        health = json.loads(r.read())
+    assert (r.status, health["healthy"], health["kafka"]) == (200, True, False)
+    assert health["spool_records"] > 0
     time.sleep(max(0.0, outage_s - (time.monotonic() - t_cut)))
     kafka_proxy.restore()
     gateway.wait_for_log("spool_drained", 120)
