@@ -241,7 +241,7 @@ def _retain(
     keep = (wm != NO_WATERMARK) & (
         (bucket // widest_ms) * widest_ms + (widest_ms + rules.allowed_lateness_ms) >= wm
     )
-    out = windows.filter(pl.Series(keep))
+    out = windows if keep.all() else windows.filter(pl.Series(keep))
     if "_code" not in out.columns:
         out = out.with_columns(_code=pl.Series(code[keep], dtype=pl.Int64))
     return out
