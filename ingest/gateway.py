@@ -12,6 +12,11 @@ Three supervised tasks share one ordered queue of work items:
   capped, jittered backoff, forwards the spool in order, and switches back to direct delivery once
   the spool is empty.
 
+Order: the spool keeps arrival order, and direct delivery resumes only once it is empty. Around
+a failure a few batches already in flight may still reach Kafka before the spooled copies of
+earlier ones, and a batch that failed midway may be delivered twice: consumers dedup on
+(device_id, metric, ts) and must not assume per-device order across an outage.
+
 Overflow policy when the spool is full: ``block`` (default) stops acking, so the broker keeps the
 messages (alarm: metric ``gateway_spool_full`` and a log line); ``drop`` acks and counts the loss.
 """
