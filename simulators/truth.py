@@ -160,10 +160,17 @@ def _rule(scn: Scenario, tenant: str, metric: str) -> tuple[str, str, str, float
         ef, fid = factor("mode:car_combustion")
         return tenant, metric, "count", 1.0, False, ef * _param(p, "car_trip_km", tenant), fid
     if metric == "passengers.count.bus":
-        diesel, d_id = factor("mode:bus_diesel")
+        # an electrified line: every passenger rides the electric bus instead of the modes the
+        # registry's replaced_mode_shares name (bus_diesel for the Helsinki pilot), as the processors do
+        shares = p.get("replaced_mode_shares")
+        if not isinstance(shares, dict):
+            msg = f"pilot {tenant} counts bus passengers but has no replaced_mode_shares in the registry"
+            raise ScenarioError(msg)
+        replaced = [(float(s), *factor(f"mode:{m}")) for m, s in sorted(shares.items())]
         electric, e_id = factor("mode:bus_electric")
-        per = _param(p, "bus_trip_km", tenant) * (diesel - electric)
-        return tenant, metric, "count", -1.0, False, per, f"{d_id}-{e_id}"
+        per = _param(p, "bus_trip_km", tenant) * (sum(s * ef for s, ef, _ in replaced) - electric)
+        fid = "+".join(f"{s:g}*{fid}" for s, _, fid in replaced) + f"-{e_id}"
+        return tenant, metric, "count", 1.0, True, per, fid
     if metric.startswith("trip.distance."):
         mode = metric.rsplit(".", 1)[1]
         shares = p.get("replaced_mode_shares")

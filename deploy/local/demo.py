@@ -116,7 +116,9 @@ def run_demo(
         t1 = time.monotonic()
         _drain(settings, pipe, say)
         drain_s = time.monotonic() - t1
-    return _collect(settings, run, out_dir, sim.stderr + (sim.stdout or ""), publish_s, drain_s)
+    return _collect(
+        settings, run, scenario, out_dir, sim.stderr + (sim.stdout or ""), publish_s, drain_s
+    )
 
 
 def _drain(settings: BaseSettings, pipe: LocalPipeline, say: Say, timeout_s: float = 600) -> None:
@@ -145,6 +147,7 @@ def _drain(settings: BaseSettings, pipe: LocalPipeline, say: Say, timeout_s: flo
 def _collect(
     settings: BaseSettings,
     run: PipelineRun,
+    scenario: str,
     out_dir: Path,
     sim_output: str,
     publish_s: float,
@@ -152,7 +155,13 @@ def _collect(
 ) -> DemoResult:
     import re
 
-    truth = pl.read_parquet(out_dir / "truth.parquet")
+    from simulators.scenario import load_scenario
+
+    scn = load_scenario(scenario)
+    devices = pl.read_parquet(out_dir / "readings.parquet", columns=["device_id"])[
+        "device_id"
+    ].unique()
+    truth = _reporting_period(pl.read_parquet(out_dir / "truth.parquet"), scn)
     faults = pl.read_parquet(out_dir / "faults.parquet")
     manifest = (out_dir / "manifest.json").read_text()
     m = re.search(r"MQTT: (\d+) published, (\d+) acknowledged, (\d+) refused", sim_output)
@@ -161,20 +170,23 @@ def _collect(
 
     readings_sent = int(json.loads(manifest).get("readings", 0))
     with psycopg.connect(run.dsn(settings)) as conn:
+        # only the scenario's devices: anyone else publishing on this broker meanwhile is not counted
         windows = _frame(
             conn,
             "SELECT w.tenant, p.city, w.metric, sum(w.actual) AS actual, sum(w.baseline) AS baseline, "
             "sum(w.delta) AS avoided, sum(w.avoided_co2e_kg) AS avoided_co2e_kg, "
             "count(*) FILTER (WHERE w.revision > 1) AS restated "
             "FROM window_results w JOIN pilots p ON p.tenant = w.tenant "
-            "WHERE w.width_s = %s AND w.bucket_start >= (SELECT min(starts_at) FROM interventions) "
-            "GROUP BY 1, 2, 3",
-            (WIDTH_S,),
+            "WHERE w.width_s = %s AND w.bucket_start >= to_timestamp(%s / 1000.0) "
+            "AND w.device_id = ANY(%s) GROUP BY 1, 2, 3",
+            (WIDTH_S, scn.intervention_ms, devices.to_list()),
         )
         rejections = _frame(
             conn, "SELECT reason, count(*) AS count FROM rejections GROUP BY 1 ORDER BY 2 DESC", ()
         )
-        stored = _scalar(conn, "SELECT count(*) FROM readings")
+        stored = _scalar(
+            conn, "SELECT count(*) FROM readings WHERE device_id = ANY(%s)", devices.to_list()
+        )
         restated = _scalar(conn, "SELECT count(*) FROM window_results WHERE revision > 1")
         lat = conn.execute(
             "SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY ms), max(ms) FROM "
@@ -200,8 +212,8 @@ def _collect(
     )
 
 
-def _scalar(conn: psycopg.Connection[tuple[object, ...]], query: str) -> int:
-    row = conn.execute(query).fetchone()
+def _scalar(conn: psycopg.Connection[tuple[object, ...]], query: str, *params: object) -> int:
+    row = conn.execute(query, params or None).fetchone()
     return int(row[0]) if row else 0  # type: ignore[call-overload]
 
 
@@ -211,6 +223,21 @@ def _frame(
     cur = conn.execute(query, params)
     names = [d.name for d in cur.description or []]
     return pl.DataFrame(cur.fetchall(), schema=names, orient="row")
+
+
+def _reporting_period(truth: pl.DataFrame, scn: Scenario) -> pl.DataFrame:
+    """Truth rows of local days from the intervention's local date on (the pipeline counts avoided
+    emissions only after the intervention; the truth counts mode-shift km on every day)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    start = datetime.fromtimestamp(scn.intervention_ms / 1000, tz=UTC)
+    first_day = {
+        c.id: start.astimezone(ZoneInfo(c.tz)).date() for c in scn.registry.cities.values()
+    }
+    return truth.filter(
+        pl.col("date") >= pl.col("city").replace_strict(first_day, return_dtype=pl.Date)
+    )
 
 
 def _compare(truth: pl.DataFrame, windows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
