@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from processors.kernels import flags as qf
+from processors.kernels.counters import counter_amounts
 from processors.kernels.keys import KEY, index_keys, per_key, same_as_previous
 
 # physical range of gauge metrics, canonical units; counters and deltas must be >= 0
@@ -92,13 +93,6 @@ def robust_stats(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def register_max_of(prev: np.ndarray) -> np.ndarray:
-    """Register maximum inferred from a value: the next power of ten (fixed digit width)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = 10.0 ** (np.floor(np.log10(prev)) + 1.0)
-    return np.where(prev > 0, out, np.nan)
-
-
 def kind_bits(kind: pl.Series, stuck_kinds: Iterable[str]) -> np.ndarray:
     """COUNTER, GAUGE and STUCK_CHECKED bits of each reading's kind."""
 
@@ -150,20 +144,16 @@ def clean_arrays(
     first = ~same_as_previous(code)
     prev = np.roll(value, 1)
     counter = (kinds & COUNTER) != 0
-    flags = np.zeros(n, dtype=np.int64)
 
-    # counters: consumption since the previous reading, rollover vs reset
-    diff = value - prev
-    amount = np.where(counter, diff, value)
-    down = np.flatnonzero(counter & ~first & (diff < 0))
-    if len(down):
-        before, after = prev[down], value[down]
-        known = register_max[code[down]]
-        reg_max = np.where(np.isnan(known), register_max_of(before), known)
-        rollover = before >= (1.0 - p.rollover_margin) * reg_max
-        amount[down] = np.where(rollover, reg_max - before + after, after)
-        flags[down] |= np.where(rollover, qf.ROLLOVER | qf.NEGATIVE, qf.RESET | qf.NEGATIVE)
-    amount[counter & first] = np.nan
+    # counters: consumption since the last good reading; glitch, rollover or reset
+    amount, flags = counter_amounts(
+        code=code,
+        value=value,
+        counter=counter,
+        first=first,
+        register_max=register_max,
+        rollover_margin=p.rollover_margin,
+    )
 
     # range by kind: counters and deltas are non-negative, gauges per metric
     out_of_range = value < 0

@@ -14,12 +14,14 @@ import numpy as np
 import polars as pl
 
 from processors.kernels.clean import (
+    COUNTER,
     GAUGE,
     clean_arrays,
     gauge_bounds,
     median_steps,
     spike_flags,
 )
+from processors.kernels.counters import pending_counters
 from processors.kernels.keys import (
     find_rows,
     per_key,
@@ -50,8 +52,14 @@ def close(
     register_max: pl.DataFrame | None,
     reference: pl.DataFrame | None,
     rules: EventTimeParams,
+    hold_counters: bool = True,
 ) -> Closed:
-    """Clean, window, compare with ``emitted`` and evict (``watermark``: per code, ms)."""
+    """Clean, window, compare with ``emitted`` and evict (``watermark``: per code, ms).
+
+    With ``hold_counters`` (every step but the idle timer's), the window of a counter key's last
+    reading stays open until the next reading says whether it was a glitch
+    (:mod:`processors.kernels.counters`), unless that reading is already final.
+    """
     index, code = rows.index, rows.code
     interval, intervals = freeze_intervals(rows, intervals)
     known_max = per_key(index, register_max, "register_max").cast(pl.Float64).fill_null(np.nan)
@@ -70,6 +78,13 @@ def close(
         iqr = per_key(index, reference, "iqr").cast(pl.Float64).fill_null(np.nan).to_numpy()
         flags |= spike_flags(amount, median[code], iqr[code], rules.clean.spike_iqr)
 
+    closes_before = watermark
+    if hold_counters:
+        final = rows.final_end(rules.widest_s) + rules.allowed_lateness_ms < watermark[code]
+        waiting = ((rows.kinds & COUNTER) != 0) & ~rows.anchor & ~final
+        closes_before = np.minimum(
+            closes_before, pending_counters(code, rows.ts, waiting, index.size)
+        )
     live = np.flatnonzero(~rows.anchor & ~np.isnan(amount))
     live_code = code[live]
     gauge = (rows.kinds[live] & GAUGE) != 0
@@ -87,7 +102,7 @@ def close(
             min_coverage=rules.min_coverage,
         )
         head_code = live_code[w.head]
-        closed = np.flatnonzero(w.bucket_start_ms + width_s * 1000 < watermark[head_code])
+        closed = np.flatnonzero(w.bucket_start_ms + width_s * 1000 < closes_before[head_code])
         part = before.restate(w, closed, head_code[closed], width_s)
         part["head"] = live[part["head"]]
         parts.append(part)

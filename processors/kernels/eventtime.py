@@ -10,7 +10,9 @@ Rules, per device (the watermark is the largest event time seen for the device):
 - a reading whose widest window ended more than ``allowed_lateness_ms`` before the watermark
   is refused with reason ``too_late``; one within the lateness restates its windows (revision + 1);
 - a reading more than ``max_future_ms`` after ``now_ms`` is refused with reason ``future_ts``;
-- :func:`close_idle` closes the open windows of devices silent for ``idle_ms``.
+- the window of a counter's latest reading waits for the next reading of that counter, which
+  tells whether it was a glitch (:mod:`processors.kernels.counters`);
+- :func:`close_idle` closes the open windows of devices silent for ``idle_ms``, those too.
 
 Only the devices a call touches (those with new readings, or whose idle timer fires) are
 processed: the others' windows cannot change, so their part of the state is carried over as is.
@@ -191,6 +193,7 @@ def close_idle(
         register_max=state.register_max,
         reference=state.reference,
         rules=params,
+        hold_counters=False,
     )
     new_state = replace(
         state,

@@ -15,6 +15,7 @@ ROLLOVER = 32  # counter wrapped at its register maximum (consumption still comp
 RESET = 64  # counter reset (meter swap): consumption after reset = new value
 LOW_COVERAGE = 128  # window only: coverage below the minimum
 EXCLUDED = 256  # window only: inside an intervention or non-routine event
+GLITCH = 512  # counter reading off its register's trajectory (and the reading after it)
 
 NAMES: dict[int, str] = {
     OUT_OF_RANGE: "out_of_range",
@@ -26,10 +27,11 @@ NAMES: dict[int, str] = {
     RESET: "reset",
     LOW_COVERAGE: "low_coverage",
     EXCLUDED: "excluded",
+    GLITCH: "glitch",
 }
 
 # flags that make a window's avoided energy untrustworthy
-MASKING = OUT_OF_RANGE | STUCK | SPIKE | GAP | RESET | LOW_COVERAGE | EXCLUDED
+MASKING = OUT_OF_RANGE | STUCK | SPIKE | GAP | RESET | LOW_COVERAGE | EXCLUDED | GLITCH
 
 
 def describe(flags: int) -> list[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import polars as pl
 
-from processors.kernels.clean import GAUGE, STUCK_CHECKED, kind_bits
+from processors.kernels.clean import COUNTER, GAUGE, STUCK_CHECKED, kind_bits
 from processors.kernels.keys import KeyIndex, index_keys, run_ids, sort_order
 from processors.kernels.params import EventTimeParams
 from processors.kernels.windows import bucket_starts
@@ -115,7 +115,9 @@ def evict(rows: SortedRows, watermark: np.ndarray, rules: EventTimeParams) -> So
     n_final = np.bincount(key, final, len(start)).astype(np.int64)
     position = np.arange(len(rows.code)) - start[key]
     stuck = (rows.kinds & STUCK_CHECKED) != 0
-    keep_n = np.where(stuck, rules.clean.stuck_run - 1, 1)
+    # counters keep two: a glitch among the final rows needs the good value before it
+    counter = (rows.kinds & COUNTER) != 0
+    keep_n = np.where(stuck, rules.clean.stuck_run - 1, np.where(counter, 2, 1))
     keep = ~final | (position >= n_final[key] - keep_n)
     return replace(rows.take(keep), anchor=final[keep])
 

@@ -117,3 +117,31 @@ def test_spike_uses_reference_statistics_when_given() -> None:
 def test_negative_delta_is_out_of_range() -> None:
     frame, _ = dedup(readings([("c", "traffic.count.car", "delta", 0, -1.0)]))
     assert clean(frame)["flags"][0] & qf.OUT_OF_RANGE
+
+
+def _counter_clean(values: list[float]) -> pl.DataFrame:
+    rows = [("m", E, "counter", i * Q, v) for i, v in enumerate(values)]
+    frame, _ = dedup(readings(rows))
+    intervals = pl.DataFrame({"device_id": ["m"], "metric": [E], "interval_ms": [Q]})
+    return clean(frame, intervals=intervals)
+
+
+def test_glitch_is_told_from_a_reset_by_the_next_reading() -> None:
+    # 1000x glitch (Wh number labelled kWh) at 2, a low glitch at 5, then a persistent drop (reset)
+    values = [100.0, 102.0, 104_000.0, 106.0, 108.0, 3.0, 110.0, 112.0, 1.0, 2.5]
+    result = _counter_clean(values)
+    expected = [np.nan, 2.0, 0.0, 4.0, 2.0, 0.0, 2.0, 2.0, 1.0, 1.5]
+    assert_allclose(result["amount"].to_numpy(), expected)
+    g, r = qf.GLITCH, qf.RESET | qf.NEGATIVE
+    assert result["flags"].to_list() == [0, 0, g, g, 0, g, g, 0, r, 0]
+    assert qf.GLITCH & qf.MASKING
+
+
+def test_glitch_before_a_rollover_and_swapped_readings() -> None:
+    # readings at 1 and 2 swapped by clock skew; a wrap at 10000 later
+    values = [9_900.0, 9_930.0, 9_920.0, 9_940.0, 9_960.0, 9_980.0, 5.0, 25.0]
+    result = _counter_clean(values)
+    expected = [np.nan, 0.0, 20.0, 20.0, 20.0, 20.0, 25.0, 20.0]
+    assert_allclose(result["amount"].to_numpy(), expected)
+    g = qf.GLITCH
+    assert result["flags"].to_list() == [0, g, g, 0, 0, 0, qf.ROLLOVER | qf.NEGATIVE, 0]

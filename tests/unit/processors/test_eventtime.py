@@ -118,17 +118,20 @@ def test_future_readings_are_rejected_and_duplicates_counted() -> None:
 
 
 def _device_stream(seed: int) -> list[pl.DataFrame]:
-    """Per-device, time-ordered readings of two devices (counter with a reset, a gauge)."""
+    """Per-device, time-ordered readings of two devices (counter with glitches and a reset, a
+    gauge)."""
     rng = np.random.default_rng(seed)
     n = 40
     ts = np.arange(n) * Q + rng.integers(0, 2, n)  # some jitter
-    energy = np.cumsum(rng.uniform(0, 5, n))
+    energy = np.cumsum(rng.uniform(0.1, 5, n))
     energy[25:] -= energy[24]  # reset
+    energy[[3 + seed, 11]] *= 1000.0  # Wh numbers labelled kWh (one on a window's last reading)
+    energy[30] = 0.5 * energy[29]  # a low glitch after the reset
     temp = 10 + rng.normal(0, 1, n)
     a = readings(
         [("a", E, "counter", int(t), float(v)) for t, v in zip(ts, energy, strict=True)]
         + [
-            ("a", "weather.temperature", "gauge", int(t), float(v))
+            ("a", "weather.temperature", "gauge", int(t) + Q // 2, float(v))  # pushes the watermark
             for t, v in zip(ts, temp, strict=True)
         ]
     ).sort("ts_ms", "metric")
@@ -248,3 +251,24 @@ def test_row_order_within_a_batch_does_not_matter() -> None:
     two, _ = _run([grouped])
     assert one.height > 0
     assert_frame_equal(one, two)
+
+
+def test_window_of_a_counter_glitch_waits_for_the_next_reading() -> None:
+    values = [0.0, 2.0, 4.0, 6000.0, 8.0, 10.0]  # reading 3 (0:45) is a x1000 glitch
+    counter = readings([("a", E, "counter", i * Q, v) for i, v in enumerate(values)])
+    gauge = readings([("a", "weather.temperature", "gauge", 3 * Q + Q // 2, 9.0)])
+    one_pass, _ = _run([pl.concat([counter, gauge])])
+    # the gauge pushes the watermark past 0:45 before the counter's 1:00 reading arrives
+    first = step(
+        EventTimeState(intervals=INTERVALS),
+        pl.concat([counter.head(4), gauge]),
+        now_ms=NOW,
+        params=PARAMS,
+    )
+    quarter = first.windows.filter((pl.col("width_s") == 900) & (pl.col("metric") == E))
+    assert quarter["bucket_start_ms"].to_list() == [0, Q]  # 0:30-0:45 waits for its successor
+    streamed, _ = _run([pl.concat([counter.head(4), gauge]), counter.slice(4)])
+    assert (streamed["revision"] == 1).all()
+    assert_frame_equal(_latest(streamed), _latest(one_pass))
+    hour = _latest(streamed).filter((pl.col("width_s") == 3600) & (pl.col("metric") == E))
+    assert hour["actual"].to_list() == [8.0, 2.0]  # 0:00-1:00 keeps 0:45's 2 kWh, one reading late

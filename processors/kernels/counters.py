@@ -1,0 +1,114 @@
+"""Cumulative registers to interval consumption: glitches, rollovers and resets told apart.
+
+Rows are sorted by (key code, time). A register only counts up, so a reading that leaves the
+trajectory of its neighbours is one of three things, decided by what comes next:
+
+- **glitch**: the reading lies outside ``[previous, next]`` while ``next >= previous`` (a Wh number
+  labelled kWh, a swapped clock, a one-off corrupt value). The register came back, so the reading
+  is wrong, not the meter: its amount is 0, the next reading's consumption is taken from the last
+  good value, and both readings are flagged ``GLITCH`` (the interval's consumption moved one
+  reading later, possibly into another window);
+- **rollover**: a drop from near the register maximum (``rollover_margin``): consumption is
+  ``max - previous + new``;
+- **reset** (meter swap): any other drop that persists: consumption is the new value.
+
+Only a key's last reading has no successor yet; it is classified as if its successor confirmed it,
+and the event-time kernels keep its window open until the successor (or the idle timer) arrives
+(:func:`pending_counters`), so a stream classifies every reading exactly as one pass does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from processors.kernels import flags as qf
+
+
+def register_max_of(prev: np.ndarray) -> np.ndarray:
+    """Register maximum inferred from a value: the next power of ten (fixed digit width)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = 10.0 ** (np.floor(np.log10(prev)) + 1.0)
+    return np.where(prev > 0, out, np.nan)
+
+
+def glitches(code: np.ndarray, value: np.ndarray, counter: np.ndarray) -> np.ndarray:
+    """True for counter readings outside ``[previous, next]`` of their key while next >= previous.
+
+    Of two such readings in a row only the first is a glitch: measured from the last good value,
+    the second one is back on the trajectory (two swapped readings, for instance).
+    """
+    n = len(value)
+    out = np.zeros(n, dtype=bool)
+    if n < 3:
+        return out
+    before, here, after = value[:-2], value[1:-1], value[2:]
+    same_key = (code[:-2] == code[1:-1]) & (code[1:-1] == code[2:])
+    out[1:-1] = same_key & counter[1:-1] & (before <= after) & ((here > after) | (here < before))
+    out[1:] &= ~out[:-1].copy()
+    return out
+
+
+def counter_amounts(
+    *,
+    code: np.ndarray,
+    value: np.ndarray,
+    counter: np.ndarray,
+    first: np.ndarray,
+    register_max: np.ndarray,
+    rollover_margin: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Consumption since the last good reading and the counter flags, per row.
+
+    Args:
+        code: key code per row (rows sorted by code, then time).
+        value: reading value.
+        counter: the row is a cumulative register (other rows get ``amount = value``).
+        first: the row is the first of its key (its consumption is unknown: NaN).
+        register_max: known register maximum per code (NaN: infer from the digit width).
+        rollover_margin: a drop from within this share of the maximum is a rollover.
+
+    Returns:
+        ``amount`` (NaN for a counter's first reading) and ``flags`` (GLITCH, ROLLOVER, RESET,
+        NEGATIVE bits) per row.
+    """
+    n = len(value)
+    flags = np.zeros(n, dtype=np.int64)
+    glitch = glitches(code, value, counter)
+    after_glitch = np.zeros(n, dtype=bool)
+    after_glitch[1:] = glitch[:-1]  # same key: a glitch is never a key's last row
+    prev = np.roll(value, 1)
+    prev_good = np.where(after_glitch, np.roll(value, 2), prev)
+
+    diff = value - prev_good
+    amount = np.where(counter, diff, value)
+    down = np.flatnonzero(counter & ~first & ~glitch & (diff < 0))
+    if len(down):
+        before, now = prev_good[down], value[down]
+        known = register_max[code[down]]
+        reg_max = np.where(np.isnan(known), register_max_of(before), known)
+        rollover = before >= (1.0 - rollover_margin) * reg_max
+        amount[down] = np.where(rollover, reg_max - before + now, now)
+        flags[down] |= np.where(rollover, qf.ROLLOVER | qf.NEGATIVE, qf.RESET | qf.NEGATIVE)
+    amount[glitch] = 0.0
+    flags[glitch | after_glitch] |= qf.GLITCH
+    amount[counter & first] = np.nan
+    return amount, flags
+
+
+def pending_counters(
+    code: np.ndarray, ts: np.ndarray, waiting: np.ndarray, n_codes: int
+) -> np.ndarray:
+    """Per code, the event time before which its windows may close (int64 max: no limit).
+
+    A key whose last row is ``waiting`` (a counter reading that may still be reclassified by its
+    successor) keeps the windows from that row's time on open: the last row's window ends at or
+    after its time, every earlier row already has its successor.
+    """
+    hold = np.full(n_codes, np.iinfo(np.int64).max, dtype=np.int64)
+    if len(code) == 0:
+        return hold
+    last = np.ones(len(code), dtype=bool)
+    last[:-1] = code[:-1] != code[1:]
+    pending = np.flatnonzero(last & waiting)
+    hold[code[pending]] = ts[pending]
+    return hold
