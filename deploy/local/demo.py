@@ -85,25 +85,40 @@ def run_demo(
     say(
         f"interventions: {n} pilots start on {time.strftime('%Y-%m-%d', time.gmtime(scn.intervention_ms / 1000))}"
     )
-    with LocalPipeline(settings, run, out_dir / "logs") as pipe:
+    command = ["simulate", scenario, "--to", "mqtt", "--out", str(out_dir)]
+    publish_s, drain_s, sim_output = feed_pipeline(
+        settings,
+        run,
+        command,
+        out_dir / "logs",
+        say,
+        processors=processors,
+        show_progress=show_progress,
+    )
+    return _collect(settings, run, scenario, out_dir, sim_output, publish_s, drain_s)
+
+
+def feed_pipeline(
+    settings: BaseSettings,
+    run: PipelineRun,
+    command: list[str],
+    log_dir: Path,
+    say: Say,
+    *,
+    processors: int = 2,
+    show_progress: bool = True,
+) -> tuple[float, float, str]:
+    """Start the run's gateway, processors and dead-letter sink, run a ``pilotstream`` publishing
+    command (``simulate`` or ``replay``), and drain; returns (publish s, drain s, its output)."""
+    with LocalPipeline(settings, run, log_dir) as pipe:
         pipe.start_gateway()
         for i in range(processors):
             pipe.start_processor(i, extra=["--exit-when-idle-s", "6", "--idle-close-s", "60"])
         pipe.start_dead_letter_sink()
-        say(f"gateway and {processors} processors started (logs in {out_dir / 'logs'})")
+        say(f"gateway and {processors} processors started (logs in {log_dir})")
         t0 = time.monotonic()
         sim = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pilotstream.cli",
-                "simulate",
-                scenario,
-                "--to",
-                "mqtt",
-                "--out",
-                str(out_dir),
-            ],
+            [sys.executable, "-m", "pilotstream.cli", *command],
             stdout=None if show_progress else subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -111,14 +126,17 @@ def run_demo(
         )
         publish_s = time.monotonic() - t0
         if sim.returncode != 0:
-            msg = f"the simulator failed (exit {sim.returncode}):\n{sim.stderr[-3000:]}"
+            msg = f"`pilotstream {' '.join(command)}` failed (exit {sim.returncode}):\n{sim.stderr[-3000:]}"
             raise RuntimeError(msg)
         t1 = time.monotonic()
         _drain(settings, pipe, say)
-        drain_s = time.monotonic() - t1
-    return _collect(
-        settings, run, scenario, out_dir, sim.stderr + (sim.stdout or ""), publish_s, drain_s
-    )
+        return publish_s, time.monotonic() - t1, sim.stderr + (sim.stdout or "")
+
+
+def replay_demo(settings: BaseSettings, run: PipelineRun, out_dir: Path, say: Say) -> None:
+    """Replay a recorded simulator folder into a run at full speed (``pilotstream replay``)."""
+    command = ["replay", str(out_dir), "--to", "mqtt", "--speed", "max"]
+    feed_pipeline(settings, run, command, out_dir / "logs-replay", say, show_progress=False)
 
 
 def _drain(settings: BaseSettings, pipe: LocalPipeline, say: Say, timeout_s: float = 600) -> None:
