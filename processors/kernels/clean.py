@@ -38,6 +38,7 @@ class CleanParams:
     """Tuning of the cleaning rules (DOMAIN.md §6)."""
 
     rollover_margin: float = 0.1  # previous value within this share of the register max = rollover
+    reset_factor: float = 20.0  # a wrap or reset consumes at most this x a neighbouring interval
     gap_factor: float = 1.5  # a step longer than this many expected intervals is a gap
     stuck_run: int = 12  # this many equal values in a row = stuck
     stuck_kinds: tuple[str, ...] = ("gauge",)  # kinds checked for stuck values
@@ -47,6 +48,9 @@ class CleanParams:
     def __post_init__(self) -> None:
         if not 0 < self.rollover_margin < 1:
             msg = f"rollover_margin must be in (0, 1), not {self.rollover_margin}"
+            raise ValueError(msg)
+        if self.reset_factor <= 1:
+            msg = f"reset_factor must be > 1, not {self.reset_factor}"
             raise ValueError(msg)
         if self.stuck_run < 2:
             msg = f"stuck_run must be >= 2, not {self.stuck_run}"
@@ -153,6 +157,7 @@ def clean_arrays(
         first=first,
         register_max=register_max,
         rollover_margin=p.rollover_margin,
+        reset_factor=p.reset_factor,
     )
 
     # range by kind: counters and deltas are non-negative, gauges per metric

@@ -10,7 +10,10 @@ trajectory of its neighbours is one of three things, decided by what comes next:
   reading later, possibly into another window);
 - **rollover**: a drop from near the register maximum (``rollover_margin``): consumption is
   ``max - previous + new``;
-- **reset** (meter swap): any other drop that persists: consumption is the new value.
+- **reset** (meter swap): any other drop that persists: consumption is the new value;
+- a wrap or reset must consume a plausible amount (at most ``reset_factor`` times the larger
+  neighbouring interval's): a drop that is neither (after a glitch on a key's first reading, say)
+  leaves the interval's consumption unknown: amount 0, ``GLITCH``.
 
 Only a key's last reading has no successor yet; it is classified as if its successor confirmed it,
 and the event-time kernels keep its window open until the successor (or the idle timer) arrives
@@ -56,6 +59,7 @@ def counter_amounts(
     first: np.ndarray,
     register_max: np.ndarray,
     rollover_margin: float,
+    reset_factor: float = 20.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Consumption since the last good reading and the counter flags, per row.
 
@@ -66,6 +70,10 @@ def counter_amounts(
         first: the row is the first of its key (its consumption is unknown: NaN).
         register_max: known register maximum per code (NaN: infer from the digit width).
         rollover_margin: a drop from within this share of the maximum is a rollover.
+        reset_factor: a wrap, or a reset (a new register starts near 0), consumes at most this
+            many times the larger neighbouring interval's consumption; a drop that is neither
+            means the previous value was wrong or a new meter started elsewhere: the interval's
+            consumption is unknown (amount 0, GLITCH).
 
     Returns:
         ``amount`` (NaN for a counter's first reading) and ``flags`` (GLITCH, ROLLOVER, RESET,
@@ -86,13 +94,35 @@ def counter_amounts(
         before, now = prev_good[down], value[down]
         known = register_max[code[down]]
         reg_max = np.where(np.isnan(known), register_max_of(before), known)
-        rollover = before >= (1.0 - rollover_margin) * reg_max
-        amount[down] = np.where(rollover, reg_max - before + now, now)
-        flags[down] |= np.where(rollover, qf.ROLLOVER | qf.NEGATIVE, qf.RESET | qf.NEGATIVE)
+        # a wrap or a new meter (which starts near 0) consumed about one interval's worth
+        typical = _neighbour_steps(code, value, down)
+        wrapped = reg_max - before + now
+        with np.errstate(invalid="ignore"):
+            rollover = (before >= (1.0 - rollover_margin) * reg_max) & (
+                np.isnan(typical) | (wrapped <= reset_factor * typical)
+            )
+            restart = ~rollover & (np.isnan(typical) | (now <= reset_factor * typical))
+        amount[down] = np.where(rollover, wrapped, np.where(restart, now, 0.0))
+        flags[down] |= qf.NEGATIVE | np.where(
+            rollover, qf.ROLLOVER, np.where(restart, qf.RESET, qf.GLITCH)
+        )
     amount[glitch] = 0.0
     flags[glitch | after_glitch] |= qf.GLITCH
     amount[counter & first] = np.nan
     return amount, flags
+
+
+def _neighbour_steps(code: np.ndarray, value: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The larger of the consumptions just before and just after each of ``rows`` (NaN: none)."""
+    n = len(value)
+    out = np.full(len(rows), np.nan)
+    for a, b in ((rows - 2, rows - 1), (rows, rows + 1)):
+        inside = (a >= 0) & (b < n)
+        a_, b_ = np.clip(a, 0, n - 1), np.clip(b, 0, n - 1)
+        step = value[b_] - value[a_]
+        ok = inside & (code[a_] == code[rows]) & (code[b_] == code[rows]) & (step >= 0)
+        out = np.where(ok, np.fmax(out, step), out)
+    return out
 
 
 def pending_counters(

@@ -115,9 +115,9 @@ def evict(rows: SortedRows, watermark: np.ndarray, rules: EventTimeParams) -> So
     n_final = np.bincount(key, final, len(start)).astype(np.int64)
     position = np.arange(len(rows.code)) - start[key]
     stuck = (rows.kinds & STUCK_CHECKED) != 0
-    # counters keep two: a glitch among the final rows needs the good value before it
+    # counters keep three: a glitch or reset is judged on the two readings before it
     counter = (rows.kinds & COUNTER) != 0
-    keep_n = np.where(stuck, rules.clean.stuck_run - 1, np.where(counter, 2, 1))
+    keep_n = np.where(stuck, rules.clean.stuck_run - 1, np.where(counter, 3, 1))
     keep = ~final | (position >= n_final[key] - keep_n)
     return replace(rows.take(keep), anchor=final[keep])
 

@@ -145,3 +145,11 @@ def test_glitch_before_a_rollover_and_swapped_readings() -> None:
     assert_allclose(result["amount"].to_numpy(), expected)
     g = qf.GLITCH
     assert result["flags"].to_list() == [0, g, g, 0, 0, 0, qf.ROLLOVER | qf.NEGATIVE, 0]
+
+
+def test_drop_to_a_value_far_from_zero_is_no_reset() -> None:
+    # the key's first reading is a x1000 glitch: the drop after it is not a meter swap
+    result = _counter_clean([987_000_000.0, 987_005.0, 987_010.0, 987_016.0, 4.0, 9.0])
+    assert_allclose(result["amount"].to_numpy(), [np.nan, 0.0, 5.0, 6.0, 4.0, 5.0])
+    neg = qf.NEGATIVE
+    assert result["flags"].to_list() == [0, qf.GLITCH | neg, 0, 0, qf.RESET | neg, 0]

@@ -127,6 +127,8 @@ def _device_stream(seed: int) -> list[pl.DataFrame]:
     energy[25:] -= energy[24]  # reset
     energy[[3 + seed, 11]] *= 1000.0  # Wh numbers labelled kWh (one on a window's last reading)
     energy[30] = 0.5 * energy[29]  # a low glitch after the reset
+    if seed == 1:  # the first reading a x1000 glitch: the drop after it is no reset
+        energy[0] *= 1000.0
     temp = 10 + rng.normal(0, 1, n)
     a = readings(
         [("a", E, "counter", int(t), float(v)) for t, v in zip(ts, energy, strict=True)]
