@@ -21,7 +21,7 @@ from processors.kernels.clean import (
     median_steps,
     spike_flags,
 )
-from processors.kernels.counters import pending_counters
+from processors.kernels.counters import counter_since, pending_counters
 from processors.kernels.keys import (
     find_rows,
     per_key,
@@ -87,6 +87,7 @@ def close(
         )
     live = np.flatnonzero(~rows.anchor & ~np.isnan(amount))
     live_code = code[live]
+    since = counter_since(code, rows.ts, (rows.kinds & COUNTER) != 0)[live]
     gauge = (rows.kinds[live] & GAUGE) != 0
     before = _Emitted(emitted, emitted_code)
     parts = []
@@ -100,6 +101,7 @@ def close(
             interval=interval,
             width_s=width_s,
             min_coverage=rules.min_coverage,
+            since=since,
         )
         head_code = live_code[w.head]
         closed = np.flatnonzero(w.bucket_start_ms + width_s * 1000 < closes_before[head_code])

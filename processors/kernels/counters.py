@@ -125,6 +125,15 @@ def _neighbour_steps(code: np.ndarray, value: np.ndarray, rows: np.ndarray) -> n
     return out
 
 
+def counter_since(code: np.ndarray, ts: np.ndarray, counter: np.ndarray) -> np.ndarray:
+    """Time of each counter reading's predecessor in its key (-1: not a counter, or first)."""
+    since = np.full(len(ts), -1, dtype=np.int64)
+    if len(ts) > 1:
+        follows = counter[1:] & (code[1:] == code[:-1])
+        since[1:] = np.where(follows, ts[:-1], -1)
+    return since
+
+
 def pending_counters(
     code: np.ndarray, ts: np.ndarray, waiting: np.ndarray, n_codes: int
 ) -> np.ndarray:

@@ -67,22 +67,40 @@ def window_arrays(
     interval: np.ndarray,
     width_s: int,
     min_coverage: float,
+    since: np.ndarray | None = None,
 ) -> WindowArrays:
     """Windows of cleaned readings sorted by key then time (rows without an amount left out).
 
     The readings of one window are contiguous, so windows are runs and reduce with
     ``np.add.reduceat`` (no hash grouping). ``interval`` is the expected step per code, NaN
     where unknown (coverage 1).
+
+    ``since`` (per row; -1 where none) is the time of a counter reading's predecessor: a
+    counter's amounts cover ``(since of its first reading, its last reading]``, so a counter
+    window's coverage is that span over the width, and a gap inside it loses nothing (the
+    register counted through it). Only a gap reaching back over the window's start (its
+    consumption partly belongs to the window before) flags the window ``GAP``.
     """
     width_ms = width_s * 1000
     starts = bucket_starts(ts, gauge, width_s)
     begin = np.flatnonzero(~same_as_previous(code, starts))
     n = np.diff(np.append(begin, len(ts)))
+    spanned = np.zeros(len(begin), dtype=bool) if since is None else since[begin] >= 0
+    gap_first = (flags[begin] & qf.GAP) != 0
+    if spanned.any():  # counters: a gap inside the window is no fault
+        flags = np.where(since >= 0, flags & ~qf.GAP, flags)  # type: ignore[operator]
     total = np.add.reduceat(amount, begin) if len(ts) else np.zeros(0)
     ored = np.bitwise_or.reduceat(flags, begin) if len(ts) else np.zeros(0, np.int64)
     expected = interval[code[begin]]
     with np.errstate(invalid="ignore"):
         coverage = np.where(np.isnan(expected), 1.0, np.minimum(n * expected / width_ms, 1.0))
+    if spanned.any():
+        assert since is not None
+        last = np.append(begin[1:], len(ts)) - 1
+        span = (ts[last] - since[begin]) / width_ms
+        coverage = np.where(spanned, np.minimum(span, 1.0), coverage)
+        gap_back = spanned & gap_first & (since[begin] < starts[begin])
+        ored = ored | np.where(gap_back, qf.GAP, 0)
     ored = ored | np.where(coverage < min_coverage, qf.LOW_COVERAGE, 0)
     return WindowArrays(
         head=begin,
@@ -106,9 +124,11 @@ def aggregate(
         min_coverage: windows below it get the LOW_COVERAGE flag.
         presorted: ``cleaned`` is already sorted by (device_id, metric, ts_ms).
     """
-    rows = cleaned.filter(pl.col("amount").is_not_null())
-    if not presorted:
-        rows = rows.sort("device_id", "metric", "ts_ms")
+    rows = cleaned if presorted else cleaned.sort("device_id", "metric", "ts_ms")
+    previous = pl.col("ts_ms").shift().over(KEY)
+    rows = rows.with_columns(
+        _since=pl.when(pl.col("kind") == "counter").then(previous).fill_null(-1)
+    ).filter(pl.col("amount").is_not_null())
     if rows.is_empty():
         return empty_windows()
     first = np.zeros(rows.height, dtype=np.int64)
@@ -123,6 +143,7 @@ def aggregate(
         interval=rows["interval_ms"].cast(pl.Float64).fill_null(np.nan).to_numpy()[first == 1],
         width_s=width_s,
         min_coverage=min_coverage,
+        since=rows["_since"].to_numpy(),
     )
     out = (
         rows.select("tenant", *KEY, "kind")[w.head]

@@ -15,25 +15,41 @@ H = 3_600_000
 E = "energy.active.import"
 
 
-def test_counter_intervals_end_at_their_reading_and_gaps_lower_coverage() -> None:
-    # readings every 15 min; the one at 1:30 is missing
-    ts = [0, Q, 2 * Q, 3 * Q, 4 * Q, 5 * Q, 7 * Q, 8 * Q]
+def _hours(ts: list[int]) -> pl.DataFrame:
     frame, _ = dedup(readings([("m", E, "counter", t, float(i)) for i, t in enumerate(ts)]))
     intervals = pl.DataFrame({"device_id": ["m"], "metric": [E], "interval_ms": [Q]})
-    result = aggregate(clean(frame, intervals=intervals), 3600).select(
+    return aggregate(clean(frame, intervals=intervals), 3600).select(
         "bucket_start_ms", "actual", "n_readings", "coverage", "flags"
     )
-    expected = pl.DataFrame(
+
+
+def _expected(
+    actual: list[float], n: list[int], coverage: list[float], flags: list[int]
+) -> pl.DataFrame:
+    return pl.DataFrame(
         {
             "bucket_start_ms": [0, H],
-            "actual": [4.0, 3.0],  # (0:00, 1:00] = 4 steps; (1:00, 2:00] = 3 with one gap
-            "n_readings": [4, 3],
-            "coverage": [1.0, 0.75],
-            "flags": [0, qf.GAP | qf.LOW_COVERAGE],
+            "actual": actual,
+            "n_readings": n,
+            "coverage": coverage,
+            "flags": flags,
         },
         schema_overrides={"bucket_start_ms": pl.Int64, "n_readings": pl.Int64, "flags": pl.Int64},
     )
-    assert_frame_equal(result, expected)
+
+
+def test_counter_intervals_end_at_their_reading_and_a_gap_inside_a_window_loses_nothing() -> None:
+    # readings every 15 min; the one at 1:30 is missing: the register counted through it
+    result = _hours([0, Q, 2 * Q, 3 * Q, 4 * Q, 5 * Q, 7 * Q, 8 * Q])
+    # (0:00, 1:00] = 4 steps; (1:00, 2:00] = 3 readings covering the whole hour
+    assert_frame_equal(result, _expected([4.0, 3.0], [4, 3], [1.0, 1.0], [0, 0]))
+
+
+def test_counter_gap_over_a_window_edge_masks_both_windows() -> None:
+    # the 1:00 reading is missing: 0:45-1:00 is counted in the next hour
+    result = _hours([0, Q, 2 * Q, 3 * Q, 5 * Q, 6 * Q, 7 * Q, 8 * Q])
+    low, gap = qf.LOW_COVERAGE, qf.GAP
+    assert_frame_equal(result, _expected([3.0, 4.0], [3, 4], [0.75, 1.0], [low, gap]))
 
 
 def test_gauges_average_in_the_window_of_their_timestamp() -> None:
