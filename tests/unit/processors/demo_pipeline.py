@@ -16,7 +16,13 @@ from typing import Any
 
 import polars as pl
 
-from processors.baselines import FittedModel, fit_devices, predict_windows
+from processors.baselines import (
+    FittedModel,
+    HourlyParams,
+    fit_devices,
+    fit_hourly,
+    predict_windows,
+)
 from processors.factors import load_factors
 from processors.kernels import (
     READING_SCHEMA,
@@ -68,8 +74,18 @@ def run_windows(
     return windows.sort([*WINDOW_KEY, "revision"]).group_by(WINDOW_KEY, maintain_order=True).last()
 
 
-def scored_hours(windows: pl.DataFrame, scn: Any, *, baseline_days: int = 28) -> pl.DataFrame:
-    """Hourly windows of the reporting period with baseline, delta and avoided kgCO2e."""
+def scored_hours(
+    windows: pl.DataFrame,
+    scn: Any,
+    *,
+    baseline_days: int = 28,
+    hourly_min_days: int | None = None,
+) -> pl.DataFrame:
+    """Hourly windows of the reporting period with baseline, delta and avoided kgCO2e.
+
+    ``hourly_min_days`` lowers the temperature model's minimum baseline length (CalTRACK: 365
+    days, so on the demo's 28 days only time-of-week fits); None keeps the provider's rule.
+    """
     registry = scn.registry
     start = scn.intervention_ms
     period = (start - baseline_days * DAY_MS, start)
@@ -87,7 +103,7 @@ def scored_hours(windows: pl.DataFrame, scn: Any, *, baseline_days: int = 28) ->
         models: list[FittedModel] = []
         for metric, rule in rules.items():
             if rule.saving == "baseline_minus_actual":
-                models += _fit(mine, metric, city.tz, period, temps)
+                models += _fit(mine, metric, city.tz, period, temps, hourly_min_days)
         predicted = predict_windows(
             models,
             reporting.select("device_id", "metric", "bucket_start_ms", "width_s"),
@@ -110,7 +126,12 @@ def _city_temperature(hours: pl.DataFrame, registry: Any, city: str) -> pl.DataF
 
 
 def _fit(
-    hours: pl.DataFrame, metric: str, tz: str, period: tuple[int, int], temps: pl.DataFrame
+    hours: pl.DataFrame,
+    metric: str,
+    tz: str,
+    period: tuple[int, int],
+    temps: pl.DataFrame,
+    hourly_min_days: int | None,
 ) -> list[FittedModel]:
     """Time-of-week per device, the temperature model where usable and better (as the provider)."""
     rows = hours.filter(
@@ -129,7 +150,12 @@ def _fit(
     kw: dict[str, Any] = {"device_ids": devices, "metric": metric, "tz": tz, "period": period}
     best = {m.device_id: m for m in fit_devices(history, method="tow", **kw)}
     if temps.height:
-        for m in fit_devices(history, method="hourly", **kw):
+        if hourly_min_days is None:
+            hourly = fit_devices(history, method="hourly", **kw)
+        else:
+            params = HourlyParams(min_days=hourly_min_days)
+            hourly = fit_hourly(history_rows, tz=tz, metric=metric, period=period, params=params)
+        for m in hourly:
             other = best.get(m.device_id)
             if m.usable and (other is None or _cvrmse(m) < _cvrmse(other)):
                 best[m.device_id] = m
