@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from processors.kernels import flags as qf
-from processors.kernels.counters import counter_amounts
+from processors.kernels.counters import counter_amounts, neighbour_spikes
 from processors.kernels.keys import KEY, index_keys, per_key, same_as_previous
 
 # physical range of gauge metrics, canonical units; counters and deltas must be >= 0
@@ -43,6 +43,9 @@ class CleanParams:
     stuck_run: int = 12  # this many equal values in a row = stuck
     stuck_kinds: tuple[str, ...] = ("gauge",)  # kinds checked for stuck values
     spike_iqr: float = 3.0  # spike: amount > median + spike_iqr * IQR
+    # delta spike without history: amount > ratio x max(neighbours) + floor (canonical units)
+    neighbour_spike_ratio: float = 3.0
+    neighbour_spike_floor: float = 10.0
     gauge_ranges: dict[str, tuple[float, float]] = field(default_factory=lambda: GAUGE_RANGES)
 
     def __post_init__(self) -> None:
@@ -159,6 +162,11 @@ def clean_arrays(
         rollover_margin=p.rollover_margin,
         reset_factor=p.reset_factor,
     )
+
+    # deltas: a one-reading spike far above both neighbours
+    delta = (kinds & (COUNTER | GAUGE)) == 0
+    spike = neighbour_spikes(code, value, delta, p.neighbour_spike_ratio, p.neighbour_spike_floor)
+    flags[spike] |= qf.SPIKE
 
     # range by kind: counters and deltas are non-negative, gauges per metric
     out_of_range = value < 0

@@ -56,8 +56,8 @@ def close(
 ) -> Closed:
     """Clean, window, compare with ``emitted`` and evict (``watermark``: per code, ms).
 
-    With ``hold_counters`` (every step but the idle timer's), the window of a counter key's last
-    reading stays open until the next reading says whether it was a glitch
+    With ``hold_counters`` (every step but the idle timer's), the window of a counter or delta
+    key's last reading stays open until the next reading says whether it was a glitch or spike
     (:mod:`processors.kernels.counters`), unless that reading is already final.
     """
     index, code = rows.index, rows.code
@@ -81,7 +81,8 @@ def close(
     closes_before = watermark
     if hold_counters:
         final = rows.final_end(rules.widest_s) + rules.allowed_lateness_ms < watermark[code]
-        waiting = ((rows.kinds & COUNTER) != 0) & ~rows.anchor & ~final
+        delta = (rows.kinds & (COUNTER | GAUGE)) == 0
+        waiting = (((rows.kinds & COUNTER) != 0) | delta) & ~rows.anchor & ~final
         closes_before = np.minimum(
             closes_before, pending_counters(code, rows.ts, waiting, index.size)
         )

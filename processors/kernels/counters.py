@@ -125,6 +125,20 @@ def _neighbour_steps(code: np.ndarray, value: np.ndarray, rows: np.ndarray) -> n
     return out
 
 
+def neighbour_spikes(
+    code: np.ndarray, value: np.ndarray, checked: np.ndarray, ratio: float, floor: float
+) -> np.ndarray:
+    """True where a per-interval amount exceeds ``ratio`` x the larger of both neighbours of
+    its key plus ``floor``: a one-reading spike (a key's last reading waits for its successor)."""
+    out = np.zeros(len(value), dtype=bool)
+    if len(value) < 3:
+        return out
+    same_key = (code[:-2] == code[1:-1]) & (code[1:-1] == code[2:])
+    around = np.maximum(value[:-2], value[2:])
+    out[1:-1] = same_key & checked[1:-1] & (value[1:-1] > ratio * around + floor)
+    return out
+
+
 def counter_since(code: np.ndarray, ts: np.ndarray, counter: np.ndarray) -> np.ndarray:
     """Time of each counter reading's predecessor in its key (-1: not a counter, or first)."""
     since = np.full(len(ts), -1, dtype=np.int64)

