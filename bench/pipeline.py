@@ -27,6 +27,7 @@ from deploy.local.pipeline import LocalPipeline, PipelineRun, lag, prepare, wait
 from pilotstream.settings import BaseSettings
 
 PACK = 10  # readings per SenML pack
+STEP_SPAN_S = 2_000  # event-time span reserved per step (each pack advances its device by 10 s)
 TENANTS = ("paris-energy-1", "amsterdam-energy-1")  # one publisher process each
 
 
@@ -54,7 +55,7 @@ def _publisher(
         bt = base_s + k * PACK
         pack = [
             {
-                "bn": f"urn:dev:b{dev}:",
+                "bn": f"urn:dev:{tenant[:2]}{dev}:",
                 "bt": bt,
                 "bu": "kW",
                 "n": "power.active",
@@ -62,7 +63,7 @@ def _publisher(
             }
         ]
         pack += [{"n": "power.active", "t": j, "v": 1.0 + (dev + j) % 7} for j in range(1, PACK)]
-        infos.append(c.publish(f"pilots/{tenant}/senml/b{dev}", json.dumps(pack), qos=1))
+        infos.append(c.publish(f"pilots/{tenant}/senml/{tenant[:2]}{dev}", json.dumps(pack), qos=1))
         ahead = (i + 1) / rate - (time.monotonic() - t0)
         if ahead > 0:
             time.sleep(ahead)
@@ -122,13 +123,19 @@ def _watch_probe(dsn: str, seconds: float) -> dict[int, float]:
 
 
 def _step(
-    pipe: LocalPipeline, settings: BaseSettings, rate: float, seconds: float, base_s: int
+    pipe: LocalPipeline,
+    settings: BaseSettings,
+    rate: float,
+    seconds: float,
+    base_s: int,
+    *,
+    acked_before: int,
 ) -> dict[str, Any]:
     """Publish at ``rate`` msgs/s (split over the publishers) and report whether the lag recovered."""
     q: Any = mp.Queue()
     procs = [
         mp.Process(
-            target=_publisher, args=(t, rate / len(TENANTS), seconds, base_s + 100_000 * i, 2000, q)
+            target=_publisher, args=(t, rate / len(TENANTS), seconds, base_s, 2000, q)
         )
         for i, t in enumerate(TENANTS)
     ]
@@ -167,6 +174,7 @@ def run(quick: bool) -> dict[str, Any]:
     log_dir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     base_s = int(time.time()) - 6 * 3600  # event times in the last hours, inside every horizon
     steps = []
+    acked = 0
     with LocalPipeline(settings, run_, log_dir) as pipe:
         pipe.start_gateway()
         for n in range(2):
@@ -175,17 +183,26 @@ def run(quick: bool) -> dict[str, Any]:
         time.sleep(5)  # group join and partition claims
         for i, rate in enumerate(rates):
             progress(f"step {rate:.0f} msgs/s ({rate * PACK:.0f} readings/s) for {hold_s:.0f} s")
-            step = _step(pipe, settings, rate, hold_s, base_s + i * 10_000_000)
+            step = _step(pipe, settings, rate, hold_s, base_s + i * STEP_SPAN_S, acked_before=acked)
+            acked += step["sent"]
             progress(f"  -> {step}")
             steps.append(step)
             if not step["sustained"]:
                 break
         sustained = max((s["rate_msgs_per_s"] for s in steps if s["sustained"]), default=0.0)
         half = max(sustained / 2, 100.0)
+        progress("draining before the latency step")
+        wait_until(
+            lambda: (
+                pipe.gateway_metric("gateway_mqtt_acked_total") >= acked
+                and sum(asyncio.run(lag(settings, run_))) == 0
+            ),
+            timeout_s=300,
+        )
         progress(f"latency at {half:.0f} msgs/s (half the sustained maximum)")
         q: Any = mp.Queue()
         probe = mp.Process(target=_probe, args=(hold_s, 0.1, q))
-        load = mp.Process(target=_step_load, args=(half, hold_s, base_s + 90_000_000))
+        load = mp.Process(target=_step_load, args=(half, hold_s, base_s + len(rates) * STEP_SPAN_S))
         probe.start()
         load.start()
         seen = _watch_probe(run_.dsn(settings), hold_s + 8)
@@ -225,7 +242,7 @@ def run(quick: bool) -> dict[str, Any]:
 
 def _step_load(rate: float, seconds: float, base_s: int) -> None:
     q: Any = mp.Queue()
-    procs = [mp.Process(target=_publisher, args=(t, rate / len(TENANTS), seconds, base_s + 100_000 * i, 2000, q))
+    procs = [mp.Process(target=_publisher, args=(t, rate / len(TENANTS), seconds, base_s, 2000, q))
              for i, t in enumerate(TENANTS)]  # fmt: skip
     for p in procs:
         p.start()

@@ -26,10 +26,18 @@ import psycopg
 from pilotstream.logs import get_logger
 from pilotstream.registry import Registry
 from processors.baselines import FittedModel, fit_devices, predict_windows
+from processors.baselines.hourly import HourlyParams, fit_hourly
 
 log = get_logger(__name__)
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
+RECENT_HOURS = 14 * 24  # hourly windows kept per device until it has a model
+_RECENT_SCHEMA = {
+    "device_id": pl.String,
+    "metric": pl.String,
+    "ts_ms": pl.Int64,
+    "usage": pl.Float64,
+}
 
 
 class BaselineProvider(Protocol):
@@ -93,6 +101,7 @@ class StoredBaselines:
         registry: Registry,
         baseline_days: int = 365,
         refresh_s: float = 300.0,
+        hourly_min_days: int = 365,
     ):
         if baseline_days < 28 or refresh_s <= 0:
             msg = "baseline_days must be >= 28 and refresh_s > 0"
@@ -100,6 +109,7 @@ class StoredBaselines:
         self._conn = conn
         self._registry = registry
         self._days = baseline_days
+        self._hourly_min_days = hourly_min_days
         self._refresh_s = refresh_s
         self._starts = pl.DataFrame(
             schema={"tenant": pl.String, "device_id": pl.String, "start_ms": pl.Int64}
@@ -107,9 +117,14 @@ class StoredBaselines:
         self._starts_at = -1e18
         self._models: dict[tuple[str, str], FittedModel | None] = {}
         self._missing_at: dict[tuple[str, str], float] = {}
+        # Hourly windows this provider has seen closed, for devices still without a model: a fit
+        # runs while the latest polls may not be committed yet, so it unions these with the stored
+        # windows and the model does not depend on commit timing (live and replay fit the same).
+        self._recent = pl.DataFrame(schema=_RECENT_SCHEMA)
 
     async def annotate(self, windows: pl.DataFrame) -> pl.DataFrame:
         """See :class:`BaselineProvider`."""
+        self._remember(windows)
         await self._refresh_starts()
         rows = windows.with_row_index("_r").join(
             self._starts.filter(pl.col("device_id") == "").drop("device_id"),
@@ -142,6 +157,31 @@ class StoredBaselines:
             "baseline",
             pl.col("baseline_model_id").fill_null(""),
             "reporting",
+        )
+
+    def _remember(self, windows: pl.DataFrame) -> None:
+        """Keep the hourly windows of devices without a model (bounded to RECENT_HOURS each)."""
+        if "actual" not in windows.columns:
+            return
+        hourly = windows.filter(pl.col("width_s") == 3600).select(
+            "device_id",
+            "metric",
+            pl.col("bucket_start_ms").alias("ts_ms"),
+            pl.col("actual").alias("usage"),
+        )
+        if hourly.is_empty():
+            return
+        fitted = [k for k, m in self._models.items() if m is not None]
+        if fitted:
+            done = pl.DataFrame(fitted, schema=["device_id", "metric"], orient="row")
+            hourly = hourly.join(done, on=["device_id", "metric"], how="anti")
+        self._recent = (
+            pl.concat([self._recent, hourly.cast(_RECENT_SCHEMA)])  # type: ignore[arg-type]
+            .unique(["device_id", "metric", "ts_ms"], keep="last", maintain_order=True)
+            .filter(
+                pl.col("ts_ms")
+                > pl.col("ts_ms").max().over("device_id", "metric") - RECENT_HOURS * HOUR_MS
+            )
         )
 
     async def _predict(self, tenant: str, group: pl.DataFrame) -> pl.DataFrame:
@@ -198,6 +238,10 @@ class StoredBaselines:
                 self._models[(d, metric)] = model
                 if model is None:
                     self._missing_at[(d, metric)] = time.monotonic()
+        have = [d for d in devices if self._models.get((d, metric)) is not None]
+        self._recent = self._recent.filter(
+            ~(pl.col("device_id").is_in(have) & (pl.col("metric") == metric))
+        )
         await self._conn.commit()
 
     async def _fit(
@@ -207,10 +251,20 @@ class StoredBaselines:
         period = (start_ms - self._days * DAY_MS, start_ms)
         cur = await self._conn.execute(_HOURLY, (devices, metric, *period))
         rows = await cur.fetchall()
-        hourly = pl.DataFrame(
+        stored = pl.DataFrame(
             rows,
             schema={"device_id": pl.String, "ts_ms": pl.Int64, "usage": pl.Float64},
             orient="row",
+        )
+        seen = self._recent.filter(
+            pl.col("device_id").is_in(devices)
+            & (pl.col("metric") == metric)
+            & pl.col("ts_ms").is_between(period[0], period[1], closed="left")
+        ).drop("metric")
+        hourly = (
+            pl.concat([stored, seen])  # windows seen here win over possibly older stored values
+            .unique(["device_id", "ts_ms"], keep="last", maintain_order=True)
+            .sort("device_id", "ts_ms")
         )
         if hourly.is_empty():
             return {}
@@ -232,13 +286,12 @@ class StoredBaselines:
         }
         best = dict(tow)
         if temps is not None and temps.height:
-            towt = fit_devices(
-                history,
-                device_ids=devices,
-                metric=metric,
+            towt = fit_hourly(
+                hourly,
                 tz=city.tz,
+                metric=metric,
                 period=period,
-                method="hourly",
+                params=HourlyParams(min_days=self._hourly_min_days),
             )
             for m in towt:
                 other = tow.get(m.device_id)

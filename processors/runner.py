@@ -160,6 +160,7 @@ class ProcessorService:
             conn=conn,
             registry=registry,
             baseline_days=self.s.baseline_days,
+            hourly_min_days=self.s.baseline_hourly_min_days,
             refresh_s=self.s.baseline_refresh_s,
         )
 

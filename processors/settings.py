@@ -38,6 +38,11 @@ class ProcessorSettings(BaseSettings):
     )
     baseline_days: int = setting(365, "baseline period before an intervention start, days")
     baseline_refresh_s: float = setting(300.0, "re-read interventions and retry failed fits")
+    baseline_hourly_min_days: int = setting(
+        365,
+        "shortest baseline on which the temperature (TOWT) model may be used; CalTRACK asks 365, "
+        "a shorter one is a documented departure (models carry their period)",
+    )
     registry_file: Path | None = setting(  # noqa: RUF009 (settings fields are immutable)
         None, "registry TOML (default: the packaged one)"
     )
@@ -72,6 +77,8 @@ class ProcessorSettings(BaseSettings):
             _refuse("min_coverage", "must be between 0 and 1")
         if self.rehydrate_margin_s < 3600:
             _refuse("rehydrate_margin_s", "must be >= 3600 (anchors of the widest window)")
+        if not 28 <= self.baseline_hourly_min_days <= 3650:
+            _refuse("baseline_hourly_min_days", "must be between 28 and 3650 days")
         if self.baseline_days < 28:
             _refuse("baseline_days", "must be >= 28 (shortest sufficient baseline)")
         if not 0 <= self.metrics_port < 65536:

@@ -28,6 +28,14 @@ if TYPE_CHECKING:
 
 Say = Callable[[str], None]
 WIDTH_S = 3600  # the window width the figures are summed over (15-min results hold the same data)
+# The demo scenario has a 28-day baseline period (CalTRACK asks a year): the processors fit on those
+# 28 days and may use the temperature model on them; they exit once idle, closing open windows.
+DEMO_PROCESSOR_FLAGS = [
+    "--exit-when-idle-s", "6",
+    "--idle-close-s", "60",
+    "--baseline-days", "28",
+    "--baseline-hourly-min-days", "28",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -113,7 +121,7 @@ def feed_pipeline(
     with LocalPipeline(settings, run, log_dir) as pipe:
         pipe.start_gateway()
         for i in range(processors):
-            pipe.start_processor(i, extra=["--exit-when-idle-s", "6", "--idle-close-s", "60"])
+            pipe.start_processor(i, extra=DEMO_PROCESSOR_FLAGS)
         pipe.start_dead_letter_sink()
         say(f"gateway and {processors} processors started (logs in {log_dir})")
         t0 = time.monotonic()

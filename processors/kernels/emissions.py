@@ -30,6 +30,8 @@ from processors.kernels import flags as qf
 Saving = Literal["baseline_minus_actual", "actual"]
 _START_BITS = 42  # a (rule, window start) pair packs as rule << 42 | (start - min start)
 _SHIFT_MODES = {"trip.distance.escooter": "escooter", "trip.distance.ebike": "ebike"}
+EVENT_METRICS = frozenset(_SHIFT_MODES)  # reported per event (trip end), not at a fixed interval
+EVENT_MASKING = qf.MASKING & ~(qf.LOW_COVERAGE | qf.GAP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +173,12 @@ def emission_deltas(
     )
     found = _window_factors(windows, rule, rules, factors)
     factor = found["factor"]
+    # sparse events (trips) have no expected rate: coverage and gaps say nothing about them
+    mask_bits = np.where(
+        windows["metric"].is_in(list(EVENT_METRICS)).to_numpy(), EVENT_MASKING, qf.MASKING
+    )
     masked = (
-        ((windows["flags"] & qf.MASKING) != 0).fill_null(False).to_numpy()
+        ((windows["flags"].fill_null(0).to_numpy() & mask_bits) != 0)
         | ~known
         | factor.is_null().to_numpy()
     )
