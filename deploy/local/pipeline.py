@@ -60,7 +60,9 @@ class PipelineRun:
             readings_topic=prefix + topics.READINGS,
             rejected_topic=prefix + topics.REJECTED,
             deltas_topic=prefix + topics.DELTAS,
-            share_group=f"gw-{name}",
+            # unique per run: a shared subscription hands messages to every member session, even an
+            # offline one left by an earlier run (it would queue its share until the session expires)
+            share_group=f"gw-{name}-{secrets.token_hex(3)}",
             processor_group=f"processors-{name}",
             dead_letter_group=f"dead-letters-{name}",
             gateway_metrics_port=metrics_port,
