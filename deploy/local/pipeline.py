@@ -60,9 +60,7 @@ class PipelineRun:
             readings_topic=prefix + topics.READINGS,
             rejected_topic=prefix + topics.REJECTED,
             deltas_topic=prefix + topics.DELTAS,
-            # unique per run: a shared subscription hands messages to every member session, even an
-            # offline one left by an earlier run (it would queue its share until the session expires)
-            share_group=f"gw-{name}-{secrets.token_hex(3)}",
+            share_group=f"gw-{name}",
             processor_group=f"processors-{name}",
             dead_letter_group=f"dead-letters-{name}",
             gateway_metrics_port=metrics_port,
@@ -142,6 +140,9 @@ class LocalPipeline:
     run: PipelineRun
     log_dir: Path
     children: list[Child] = field(default_factory=list)
+    # A shared subscription hands messages to every member session, even an offline one left by an
+    # earlier start of the same run (it queues its share until it expires): one group per start.
+    share_token: str = field(default_factory=lambda: secrets.token_hex(3))
     _sink_stop: threading.Event = field(default_factory=threading.Event)
     _sink_thread: threading.Thread | None = None
 
@@ -167,7 +168,7 @@ class LocalPipeline:
                 "--gateway-id", f"{self.run.name}-{gateway_id}-{secrets.token_hex(3)}",
                 # a run's session must not outlive it by long: it queues every pilot's messages
                 "--mqtt-session-expiry-s", "300",
-                "--mqtt-subscription", f"$share/{self.run.share_group}/{topics.MQTT_ROOT}/#",
+                "--mqtt-subscription", f"$share/{self.run.share_group}-{self.share_token}/{topics.MQTT_ROOT}/#",
                 "--readings-topic", self.run.readings_topic,
                 "--rejected-topic", self.run.rejected_topic,
                 "--metrics-port", str(self.run.gateway_metrics_port),
