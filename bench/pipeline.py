@@ -134,9 +134,7 @@ def _step(
     """Publish at ``rate`` msgs/s (split over the publishers) and report whether the lag recovered."""
     q: Any = mp.Queue()
     procs = [
-        mp.Process(
-            target=_publisher, args=(t, rate / len(TENANTS), seconds, base_s, 2000, q)
-        )
+        mp.Process(target=_publisher, args=(t, rate / len(TENANTS), seconds, base_s, 2000, q))
         for i, t in enumerate(TENANTS)
     ]
     for p in procs:

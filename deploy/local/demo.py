@@ -139,3 +139,153 @@ def feed_pipeline(
         t1 = time.monotonic()
         _drain(settings, pipe, say)
         return publish_s, time.monotonic() - t1, sim.stderr + (sim.stdout or "")
+
+
+def _drain(settings: BaseSettings, pipe: LocalPipeline, say: Say, timeout_s: float = 600) -> None:
+    """Wait for lag zero and for every processor to exit (they close open windows when idle)."""
+    deadline = time.monotonic() + timeout_s
+    procs = [c for c in pipe.children if c.name.startswith("processor")]
+    last = ""
+    while time.monotonic() < deadline:
+        readings_lag, dead_lag = asyncio.run(lag(settings, pipe.run))
+        running = sum(c.proc.poll() is None for c in procs)
+        line = f"draining: processor lag {readings_lag}, dead-letter lag {dead_lag}, processors running {running}"
+        if line != last:
+            say(line)
+            last = line
+        failed = [c for c in procs if c.proc.poll() not in (None, 0)]
+        if failed:
+            msg = f"{failed[0].name} exited with {failed[0].proc.returncode}; see {failed[0].log}"
+            raise RuntimeError(msg)
+        if readings_lag == 0 and dead_lag == 0 and running == 0:
+            return
+        time.sleep(1.0)
+    msg = f"the pipeline did not drain in {timeout_s:.0f} s"
+    raise RuntimeError(msg)
+
+
+def _collect(
+    settings: BaseSettings,
+    run: PipelineRun,
+    scenario: str,
+    out_dir: Path,
+    sim_output: str,
+    publish_s: float,
+    drain_s: float,
+) -> DemoResult:
+    import re
+
+    from simulators.scenario import load_scenario
+
+    scn = load_scenario(scenario)
+    devices = pl.read_parquet(out_dir / "readings.parquet", columns=["device_id"])[
+        "device_id"
+    ].unique()
+    truth = _reporting_period(pl.read_parquet(out_dir / "truth.parquet"), scn)
+    faults = pl.read_parquet(out_dir / "faults.parquet")
+    manifest = (out_dir / "manifest.json").read_text()
+    m = re.search(r"MQTT: (\d+) published, (\d+) acknowledged, (\d+) refused", sim_output)
+    published, refused = (int(m.group(1)), int(m.group(3))) if m else (0, 0)
+    import json
+
+    readings_sent = int(json.loads(manifest).get("readings", 0))
+    with psycopg.connect(run.dsn(settings)) as conn:
+        # only the scenario's devices: anyone else publishing on this broker meanwhile is not counted
+        windows = _frame(
+            conn,
+            "SELECT w.tenant, p.city, w.metric, sum(w.actual) AS actual, sum(w.baseline) AS baseline, "
+            "sum(w.delta) AS avoided, sum(w.avoided_co2e_kg) AS avoided_co2e_kg, "
+            "count(*) FILTER (WHERE w.revision > 1) AS restated "
+            "FROM window_results w JOIN pilots p ON p.tenant = w.tenant "
+            "WHERE w.width_s = %s AND w.bucket_start >= to_timestamp(%s / 1000.0) "
+            "AND w.device_id = ANY(%s) GROUP BY 1, 2, 3",
+            (WIDTH_S, scn.intervention_ms, devices.to_list()),
+        )
+        rejections = _frame(
+            conn, "SELECT reason, count(*) AS count FROM rejections GROUP BY 1 ORDER BY 2 DESC", ()
+        )
+        stored = _scalar(
+            conn, "SELECT count(*) FROM readings WHERE device_id = ANY(%s)", devices.to_list()
+        )
+        restated = _scalar(conn, "SELECT count(*) FROM window_results WHERE revision > 1")
+        lat = conn.execute(
+            "SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY ms), max(ms) FROM "
+            "(SELECT extract(epoch FROM stored_at - received_at) * 1000 AS ms FROM readings) x"
+        ).fetchone()
+    per_metric = _compare(truth, windows, ["tenant", "city", "metric"])
+    pilots = _compare(truth, windows, ["tenant", "city"])
+    p50, p95, p99 = (lat[0] or [None, None, None]) if lat else (None, None, None)
+    return DemoResult(
+        run=run,
+        out_dir=out_dir,
+        published=published,
+        refused_by_broker=refused,
+        readings_sent=readings_sent,
+        publish_s=publish_s,
+        drain_s=drain_s,
+        pilots=pilots,
+        per_metric=per_metric,
+        rejections=rejections,
+        faults=faults.group_by("kind").len("count").sort("kind"),
+        quality={"readings_stored": int(stored), "windows_restated": int(restated)},
+        latency_ms={"p50": p50, "p95": p95, "p99": p99, "max": lat[1] if lat else None},
+    )
+
+
+def _scalar(conn: psycopg.Connection[tuple[object, ...]], query: str, *params: object) -> int:
+    row = conn.execute(query, params or None).fetchone()
+    return int(row[0]) if row else 0  # type: ignore[call-overload]
+
+
+def _frame(
+    conn: psycopg.Connection[tuple[object, ...]], query: str, params: tuple[object, ...]
+) -> pl.DataFrame:
+    cur = conn.execute(query, params)
+    names = [d.name for d in cur.description or []]
+    return pl.DataFrame(cur.fetchall(), schema=names, orient="row")
+
+
+def _reporting_period(truth: pl.DataFrame, scn: Scenario) -> pl.DataFrame:
+    """Truth rows of local days from the intervention's local date on (the pipeline counts avoided
+    emissions only after the intervention; the truth counts mode-shift km on every day)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    start = datetime.fromtimestamp(scn.intervention_ms / 1000, tz=UTC)
+    first_day = {
+        c.id: start.astimezone(ZoneInfo(c.tz)).date() for c in scn.registry.cities.values()
+    }
+    return truth.filter(
+        pl.col("date") >= pl.col("city").replace_strict(first_day, return_dtype=pl.Date)
+    )
+
+
+def _compare(truth: pl.DataFrame, windows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Pipeline vs truth sums of avoided amount (kWh for energy) and kgCO2e, with relative diffs."""
+    energy = pl.col("unit") == "kWh"
+    t = truth.group_by(keys).agg(
+        truth_kwh=pl.when(energy).then(pl.col("avoided")).otherwise(0.0).sum(),
+        truth_kg=pl.col("avoided_co2e_kg").sum(),
+    )
+    w = windows.with_columns(unit=pl.lit(None, pl.String))
+    w = w.group_by(keys).agg(
+        pipeline_kwh=pl.when(pl.col("metric").str.starts_with("energy."))
+        .then(pl.col("avoided"))
+        .otherwise(0.0)
+        .sum(),
+        pipeline_kg=pl.col("avoided_co2e_kg").sum(),
+        restated=pl.col("restated").sum(),
+    )
+    return (
+        t.join(w, on=keys, how="full", coalesce=True)
+        .fill_null(0.0)
+        .with_columns(
+            diff_kg_pct=(pl.col("pipeline_kg") - pl.col("truth_kg"))
+            / pl.col("truth_kg").abs()
+            * 100,
+            diff_kwh_pct=pl.when(pl.col("truth_kwh") != 0).then(
+                (pl.col("pipeline_kwh") - pl.col("truth_kwh")) / pl.col("truth_kwh").abs() * 100
+            ),
+        )
+        .sort(keys)
+    )
