@@ -7,15 +7,12 @@ process. The endpoint listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from pilotstream.logs import get_logger
-
-_log = get_logger(__name__)
+from pilotstream.ops_http import serve_ops
 
 
 class GatewayMetrics:
@@ -64,28 +61,5 @@ class GatewayMetrics:
 async def serve_http(
     port: int, metrics: GatewayMetrics, health: Callable[[], dict[str, Any]]
 ) -> asyncio.Server:
-    """Serve ``GET /metrics`` and ``GET /health`` (200 when healthy, else 503) on 127.0.0.1."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readline(), 5)
-            parts = request.decode("latin-1").split()
-            path = parts[1] if len(parts) > 1 else "/"
-            if path == "/metrics":
-                status, body, ctype = 200, metrics.render(), "text/plain; version=0.0.4"
-            elif path == "/health":
-                state = health()
-                status = 200 if state.get("healthy") else 503
-                body, ctype = json.dumps(state).encode(), "application/json"
-            else:
-                status, body, ctype = 404, b"not found\n", "text/plain"
-            head = f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\n"
-            head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            writer.write(head.encode() + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError) as exc:
-            _log.debug("http_request_failed", error=repr(exc))
-        finally:
-            writer.close()
-
-    return await asyncio.start_server(handle, "127.0.0.1", port)
+    """Serve ``GET /metrics`` and ``GET /health`` on 127.0.0.1 (see pilotstream.ops_http)."""
+    return await serve_ops(port, metrics.render, health)
