@@ -60,12 +60,12 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     stack.up(settings, _say)
     result = run_demo(settings, _say, scenario=args.scenario, processors=args.processors)
-    ok = render(result)
+    ok = render(result, pg_port=settings.pg_port)
     _say(f"done in {time.monotonic() - t0:.0f} s")
     return EXIT_FAILED if args.strict and not ok else EXIT_OK
 
 
-def render(r: DemoResult) -> bool:
+def render(r: DemoResult, *, pg_port: int = 15432) -> bool:
     """Print the figures; True when every pilot is within the tolerance of the truth."""
     from rich.console import Console
     from rich.table import Table
@@ -124,7 +124,7 @@ def render(r: DemoResult) -> bool:
     con.print(
         "Where to look next:\n"
         f"  simulator output and truth: {r.out_dir}\n"
-        f"  psql 'host=127.0.0.1 port=15432 dbname={db} user=pilotstream' -c "
+        f"  psql 'host=127.0.0.1 port={pg_port} dbname={db} user=pilotstream' -c "
         "'SELECT * FROM results_daily ORDER BY day LIMIT 20'\n"
         f"  PILOTSTREAM_PG_DATABASE={db} .venv/bin/pilotstream report --pilot paris-energy-1 "
         "--from 2026-02-16 --to 2026-03-02 --format html\n"
