@@ -50,7 +50,6 @@ class DemoResult:
     publish_s: float  # wall time of publishing
     drain_s: float  # from the last publish until lag zero and every processor exited
     pilots: pl.DataFrame  # per city and pilot: pipeline vs truth avoided kWh and kgCO2e
-    per_metric: pl.DataFrame  # per pilot and metric: pipeline vs truth
     rejections: pl.DataFrame  # reason, count (gateway dead letters and processor rejections)
     faults: pl.DataFrame  # kind, count injected
     quality: dict[str, int]  # stored readings, duplicates dropped, restated windows...
@@ -212,7 +211,6 @@ def _collect(
             "SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY ms), max(ms) FROM "
             "(SELECT extract(epoch FROM stored_at - received_at) * 1000 AS ms FROM readings) x"
         ).fetchone()
-    per_metric = _compare(truth, windows, ["tenant", "city", "metric"])
     pilots = _compare(truth, windows, ["tenant", "city"])
     p50, p95, p99 = (lat[0] or [None, None, None]) if lat else (None, None, None)
     return DemoResult(
@@ -224,7 +222,6 @@ def _collect(
         publish_s=publish_s,
         drain_s=drain_s,
         pilots=pilots,
-        per_metric=per_metric,
         rejections=rejections,
         faults=faults.group_by("kind").len("count").sort("kind"),
         quality={"readings_stored": int(stored), "windows_restated": int(restated)},
@@ -267,8 +264,7 @@ def _compare(truth: pl.DataFrame, windows: pl.DataFrame, keys: list[str]) -> pl.
         truth_kwh=pl.when(energy).then(pl.col("avoided")).otherwise(0.0).sum(),
         truth_kg=pl.col("avoided_co2e_kg").sum(),
     )
-    w = windows.with_columns(unit=pl.lit(None, pl.String))
-    w = w.group_by(keys).agg(
+    w = windows.group_by(keys).agg(
         pipeline_kwh=pl.when(pl.col("metric").str.starts_with("energy."))
         .then(pl.col("avoided"))
         .otherwise(0.0)
