@@ -97,6 +97,7 @@ class Builder:
             payload_size=len(m.payload),
             device_id=device,
             record_index=index,
+            msg_id=m.msg_id,
         )
         out.records.append(Record(self.rejected_topic, tenant.encode(), encode(letter)))
         out.rejected[(reason, tenant)] += 1

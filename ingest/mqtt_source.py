@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ingest.msg_id import MSG_ID_KEY, clean_msg_id
 from ingest.paho_client import FastClient
 from pilotstream.logs import get_logger
 
@@ -40,6 +41,7 @@ class Message:
     topic: str
     payload: bytes
     received_at_ms: int  # UTC ms
+    msg_id: str = ""  # publisher's message id (MQTT 5 user property ``msg-id``), sanitised
 
 
 class Inbox:
@@ -266,15 +268,28 @@ class MqttSource:
         self._on_state(False)
         _log.warning("mqtt_disconnected", reason=str(rc))
 
-    def _on_publish_fast(self, topic: bytes, mid: int, qos: int, payload: bytes) -> None:
+    def _on_publish_fast(
+        self, topic: bytes, mid: int, qos: int, payload: bytes, msg_id: bytes | None
+    ) -> None:
         now_ms = time.time_ns() // 1_000_000
-        self._inbox.put(Message(mid, qos, topic.decode("utf-8", "replace"), payload, now_ms))
+        text = topic.decode("utf-8", "replace")
+        self._inbox.put(Message(mid, qos, text, payload, now_ms, clean_msg_id(msg_id)))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
         now_ms = time.time_ns() // 1_000_000
         # Every message must reach the inbox, or its ack would hold back all later ones.
         topic = bytes(m._topic).decode("utf-8", "replace")  # m.topic raises on bad UTF-8
-        self._inbox.put(Message(m.mid, m.qos, topic, bytes(m.payload), now_ms))
+        self._inbox.put(Message(m.mid, m.qos, topic, bytes(m.payload), now_ms, _msg_id(m)))
+
+
+def _msg_id(m: mqtt.MQTTMessage) -> str:
+    """The ``msg-id`` user property of a message paho parsed (QoS 2), sanitised."""
+    props = getattr(m, "properties", None)
+    key = MSG_ID_KEY.decode()
+    for name, value in getattr(props, "UserProperty", None) or ():
+        if name == key:
+            return clean_msg_id(value)
+    return ""
 
 
 def drop_session(*, host: str, port: int, user: str, password: str, client_id: str) -> None:

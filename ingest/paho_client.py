@@ -15,6 +15,8 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
+from ingest.msg_id import find_user_property
+
 RECV_BYTES = 64 * 1024  # one socket read, buffered for paho
 
 
@@ -23,15 +25,17 @@ class FastClient(mqtt.Client):
 
     - reads: paho reads a packet with several tiny ``recv`` calls; one large ``recv`` is
       buffered in user space instead (reset on every new connection);
-    - QoS 0/1 PUBLISH: parsed here and handed to ``on_publish_fast`` (paho builds a Properties
-      object, an MQTTMessage, a debug log line and a topic match per message); QoS 2 stays paho's;
+    - QoS 0/1 PUBLISH: parsed here and handed to ``on_publish_fast`` with the raw ``msg-id`` user
+      property (paho builds a Properties object, an MQTTMessage, a debug log line and a topic match
+      per message); QoS 2 stays paho's;
     - acks: PUBACKs of a batch are written with one ``send`` when paho has nothing queued.
     """
 
     _rbuf = b""
     _rpos = 0
     _rview = memoryview(bytearray(RECV_BYTES))  # read buffer, one per process is enough
-    on_publish_fast: Callable[[bytes, int, int, bytes], None] | None = None
+    # (topic, mid, qos, payload, raw msg-id user property or None)
+    on_publish_fast: Callable[[bytes, int, int, bytes, bytes | None], None] | None = None
 
     def _handle_publish(self) -> MQTTErrorCode:
         header, packet = self._in_packet["command"], self._in_packet["packet"]
@@ -53,7 +57,8 @@ class FastClient(mqtt.Client):
             shift += 7
             if not byte & 0x80:
                 break
-        self.on_publish_fast(topic, mid, qos, bytes(packet[at + plen :]))
+        msg_id = find_user_property(packet, at, at + plen) if plen else None
+        self.on_publish_fast(topic, mid, qos, bytes(packet[at + plen :]), msg_id)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def send_pubacks(self, mids: list[int]) -> None:

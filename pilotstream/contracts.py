@@ -112,6 +112,7 @@ class Rejection(msgspec.Struct, frozen=True, kw_only=True):
     payload_size: int  # size of the original payload in bytes
     device_id: str = ""  # when known
     record_index: int = -1  # index of the refused record inside a pack, -1 for the whole message
+    msg_id: str = ""  # the publisher's message id (MQTT 5 user property ``msg-id``), "" when none
 
 
 class WindowDelta(msgspec.Struct, frozen=True, kw_only=True):

@@ -132,12 +132,18 @@ def test_rejection_and_delta_roundtrip_and_validate() -> None:
     rej = Rejection(
         reason="non_finite", detail="value NaN", tenant="paris-energy-1", topic="pilots/x/json/d",
         received_at_ms=5, gateway_id="gw", payload=b"\x00\xffNaN", payload_size=3, device_id="d",
+        msg_id="d:17#dup",
     )  # fmt: skip
     data = codec.encode(rej)
     obj = json.loads(data)
     jsonschema.validate(obj, codec.json_schema("rejected"))
     assert base64.b64decode(obj["payload"]) == b"\x00\xffNaN"
     assert codec.decode_rejection(data) == rej
+    assert obj["msg_id"] == "d:17#dup"
+    # a dead letter of an older gateway, without the id, still decodes and validates
+    del obj["msg_id"]
+    jsonschema.validate(obj, codec.json_schema("rejected"))
+    assert codec.decode_rejection(json.dumps(obj).encode()).msg_id == ""
     delta = WindowDelta(
         tenant="t", device_id="d", metric="energy.active.import", bucket_start_ms=0, width_s=900,
         actual=1.0, baseline=1.2, delta=0.2, factor=0.056, avoided_co2e_kg=0.0112, coverage=1.0,
