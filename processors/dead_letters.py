@@ -55,10 +55,10 @@ def rejections_frame(records: Sequence[ConsumerRecord[bytes, bytes]]) -> pl.Data
         try:
             r = codec.decode_rejection(value)
             row = (r.received_at_ms, r.tenant, r.device_id, r.reason, r.topic, r.detail,
-                   r.gateway_id, r.payload, r.payload_size)  # fmt: skip
+                   r.gateway_id, r.payload, r.payload_size, r.msg_id)  # fmt: skip
         except DecodeError as exc:
             row = (rec.timestamp, (rec.key or b"").decode("utf-8", "replace"), "", "bad_dead_letter",
-                   rec.topic, str(exc)[:500], "", value[:EXCERPT_BYTES], len(value))  # fmt: skip
+                   rec.topic, str(exc)[:500], "", value[:EXCERPT_BYTES], len(value), "")  # fmt: skip
         for name, v in zip(REJECTIONS, row, strict=True):
             rows[name].append(v)
     return pl.DataFrame(rows, schema=REJECTIONS)

@@ -53,8 +53,14 @@ REJECTIONS: dict[str, pl.DataType] = {
     "gateway_id": pl.String(),
     "payload": pl.Binary(),  # excerpt of the original bytes
     "payload_size": pl.Int32(),
+    "msg_id": pl.String(),  # publisher's message id ("" when none, and for processor rejections)
 }
-REJECTIONS_DEFAULTS: dict[str, Any] = {"device_id": "", "detail": "", "gateway_id": ""}
+REJECTIONS_DEFAULTS: dict[str, Any] = {
+    "device_id": "",
+    "detail": "",
+    "gateway_id": "",
+    "msg_id": "",
+}
 
 Columnar = pl.DataFrame | Mapping[str, Any]
 

@@ -81,10 +81,10 @@ ON CONFLICT (device_id, metric, width_s, day) DO UPDATE SET
 
 INSERT_REJECTIONS = """
 INSERT INTO rejections (received_at, tenant, device_id, reason, topic, detail, gateway_id,
-    payload, payload_size)
+    payload, payload_size, msg_id)
 SELECT to_timestamp(ms / 1000.0), tenant, device_id, reason, topic, detail, gateway_id,
-    payload, payload_size
+    payload, payload_size, msg_id
 FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-    %s::text[], %s::bytea[], %s::int[])
-    AS u(ms, tenant, device_id, reason, topic, detail, gateway_id, payload, payload_size)
+    %s::text[], %s::bytea[], %s::int[], %s::text[])
+    AS u(ms, tenant, device_id, reason, topic, detail, gateway_id, payload, payload_size, msg_id)
 """

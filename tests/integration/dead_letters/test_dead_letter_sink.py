@@ -76,6 +76,7 @@ async def test_dead_letters_are_stored_once_with_their_reason(
             gateway_id="gw-1",
             payload=b"{bad",
             payload_size=4,
+            msg_id=f"m1:{i}" if i else "",  # the first as from a publisher that sends no id
         )
         for i, reason in enumerate(["bad_json", "non_finite", "bad_json"])
     ]
@@ -95,6 +96,7 @@ async def test_dead_letters_are_stored_once_with_their_reason(
                 "SELECT reason, count(*) FROM rejections GROUP BY reason ORDER BY reason"
             )
         ).fetchall()
+        ids = await (await conn.execute("SELECT msg_id FROM rejections ORDER BY msg_id")).fetchall()
         committed = await (
             await conn.execute(
                 "SELECT sum(next_offset) FROM consumer_offsets WHERE topic = %s", (topic,)
@@ -102,3 +104,4 @@ async def test_dead_letters_are_stored_once_with_their_reason(
         ).fetchone()
     assert rows == [("bad_dead_letter", 1), ("bad_json", 2), ("non_finite", 1)]
     assert committed == (4,)
+    assert [i for (i,) in ids] == ["", "", "m1:1", "m1:2"]  # the bad record has none
