@@ -30,6 +30,7 @@ from processors.kernels import (
     pilot_rules,
     step,
 )
+from processors.kernels.windows import empty_windows
 from processors.sink import (
     BadRecord,
     bad_batch_rows,
@@ -197,9 +198,13 @@ class BatchProcessor:
             result = close_idle(state, now_ms=now_ms, idle_ms=idle_ms, params=self._params)
             self.states[partition] = result.state
             windows.append(result.windows)
-        if not any(w.height for w in windows):
-            return None
+        if not any(w.height for w in windows) and not self._provider.pending():
+            return None  # (windows waiting for a baseline are retried here)
         return await self._prepared(None, windows, [], [], {}, 0)
+
+    def pending_baselines(self) -> int:
+        """Windows stored without a baseline that the provider may still score."""
+        return self._provider.pending()
 
     async def commit(self, prepared: Prepared | None) -> PollResult:
         """Write a prepared poll in ONE transaction; the changed windows become deltas."""
@@ -234,8 +239,11 @@ class BatchProcessor:
         offsets: dict[tuple[str, int], int],
         n_records: int,
     ) -> Prepared:
-        closed = pl.concat(windows) if windows else pl.DataFrame()
-        scored = await self.score(closed) if closed.height else None
+        closed = pl.concat(windows) if windows else empty_windows()
+        scored = None
+        if closed.height or self._provider.pending():
+            scored = await self.score(closed)
+            scored = scored if scored.height else None
         refused = pl.concat(rejected) if rejected else pl.DataFrame()
         parts = []
         if refused.height:

@@ -162,6 +162,8 @@ class ProcessorService:
             baseline_days=self.s.baseline_days,
             hourly_min_days=self.s.baseline_hourly_min_days,
             refresh_s=self.s.baseline_refresh_s,
+            lateness_ms=self.s.allowed_lateness_s * 1000,
+            wait_s=self.s.baseline_wait_s,
         )
 
     async def _serve(self, publisher: DeltaPublisher | None) -> int:
@@ -239,6 +241,8 @@ class ProcessorService:
                 async with self._lock:
                     await self._flush()
                     await self._after(await proc.close_idle(now_ms=_now_ms(), idle_ms=0), started)
+                if proc.pending_baselines():
+                    continue  # windows waiting for a baseline: retried each poll (bounded wait)
                 span = (self.last_batch_at or 0.0) - (self.first_batch_at or 0.0)
                 log.info(
                     "exit_when_idle",

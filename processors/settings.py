@@ -43,6 +43,11 @@ class ProcessorSettings(BaseSettings):
         "shortest baseline on which the temperature (TOWT) model may be used; CalTRACK asks 365, "
         "a shorter one is a documented departure (models carry their period)",
     )
+    baseline_wait_s: float = setting(
+        120.0,
+        "how long (wall time) a window waits for its baseline period or hour's temperature to be "
+        "final before it is fitted or left without a baseline",
+    )
     registry_file: Path | None = setting(  # noqa: RUF009 (settings fields are immutable)
         None, "registry TOML (default: the packaged one)"
     )
