@@ -4,18 +4,28 @@ Windows of up to an hour get the hourly prediction of the hour they fall in, sca
 (a 15-minute window gets a quarter). Daily models, driven by the local day's mean temperature,
 spread the day's prediction evenly over its hours: right for totals over days, not for the shape
 within a day.
+
+Each window finds its model by (device, metric) once per run of equal keys (windows come sorted
+by key); time-of-week models, the stream's usual case, are evaluated here on arrays, the others
+by their method's ``predict_*`` on the windows of one metric at a time.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
 import polars as pl
 
 from processors.baselines.daily import predict_daily
-from processors.baselines.hourly import predict_hourly
-from processors.baselines.model import FittedModel
-from processors.baselines.tow import predict_tow
+from processors.baselines.hourly import N_TOW, calendar_of, predict_hourly
+from processors.baselines.model import FittedModel, stacked
 
 HOUR_MS = 3_600_000
+_KEY = ["device_id", "metric"]
+_TABLES: OrderedDict[tuple[str, ...], _Table] = OrderedDict()
+_TABLES_MAX = 8
 
 
 def predict_windows(
@@ -28,15 +38,115 @@ def predict_windows(
     """Add ``baseline`` and ``baseline_model_id`` to windows, in input order.
 
     Args:
-        models: at most one model per (device, metric).
+        models: at most one model per (device, metric) (a repeated key uses its first model).
         windows: ``device_id``, ``metric``, ``bucket_start_ms``, ``width_s`` (<= 3600).
         tz: IANA time zone of the site.
         temperature: ``ts_ms`` (hour start, UTC ms) and ``temperature`` (Celsius) of the site,
             needed by hourly and daily models; their windows get a null baseline without it.
     """
-    rows = windows.with_row_index("_pred_row").with_columns(
-        _hour=(pl.col("bucket_start_ms") // HOUR_MS) * HOUR_MS
+    n = windows.height
+    table = _table(models)
+    which = _model_of(table, windows)  # position in ``models`` per window, -1: none
+    baseline = np.full(n, np.nan)
+    missing = np.ones(n, dtype=bool)  # null baseline
+    tow_at = table.tow_at[which]  # row of the window's model in ``table.means``, -1: not tow
+    tow = np.flatnonzero(tow_at >= 0)
+    if len(tow):
+        value = _predict_tow(
+            table.means, tow_at[tow], windows[tow] if len(tow) < n else windows, tz
+        )
+        baseline[tow] = value
+        missing[tow] = np.isnan(value)
+    other = np.flatnonzero((which >= 0) & (tow_at < 0))
+    if len(other):
+        rows = windows[other].with_columns(
+            _pred_row=pl.Series(other, dtype=pl.Int64),
+            _model=pl.Series(which[other], dtype=pl.Int64),
+        )
+        for part in _predict_other(models, rows, tz, temperature):
+            at = part["_pred_row"].to_numpy()
+            baseline[at] = part["baseline"].fill_null(np.nan).to_numpy()
+            missing[at] = part["baseline"].is_null().to_numpy()
+    return windows.with_columns(
+        baseline=pl.Series(baseline, dtype=pl.Float64).scatter(np.flatnonzero(missing), None),
+        baseline_model_id=table.ids.gather(np.where(which >= 0, which, len(models))),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """The models as lookup tables (one per model list: a processor predicts with the same
+    models poll after poll)."""
+
+    index: pl.DataFrame  # device_id, metric, _model: first position of each key
+    ids: pl.Series  # model id per position, plus "" for "no model"
+    tow_at: np.ndarray  # per position (plus -1 for "no model"): row in ``means``, -1: not tow
+    means: np.ndarray  # (tow models, hours of week) time-of-week means
+
+
+def _table(models: list[FittedModel]) -> _Table:
+    cache_key = tuple(m.model_id for m in models)
+    hit = _TABLES.get(cache_key)
+    if hit is not None:
+        _TABLES.move_to_end(cache_key)
+        return hit
+    index = pl.DataFrame(
+        {
+            "device_id": [m.device_id for m in models],
+            "metric": [m.metric for m in models],
+            "_model": np.arange(len(models), dtype=np.int64),
+        },
+        schema={"device_id": pl.String, "metric": pl.String, "_model": pl.Int64},
+    ).unique(_KEY, keep="first", maintain_order=True)
+    tow = [i for i, m in enumerate(models) if m.method == "tow"]
+    tow_at = np.full(len(models) + 1, -1, dtype=np.int64)
+    tow_at[tow] = np.arange(len(tow))
+    _, means = stacked([models[i] for i in tow], "means", (N_TOW,))
+    table = _Table(
+        index=index,
+        ids=pl.Series([m.model_id for m in models] + [""], dtype=pl.String),
+        tow_at=tow_at,
+        means=means,
+    )
+    _TABLES[cache_key] = table
+    if len(_TABLES) > _TABLES_MAX:
+        _TABLES.popitem(last=False)
+    return table
+
+
+def _model_of(table: _Table, windows: pl.DataFrame) -> np.ndarray:
+    """Position of each window's model (-1: none), joined once per run of one key."""
+    n = windows.height
+    if n == 0 or table.index.is_empty():
+        return np.full(n, -1, dtype=np.int64)
+    keys = windows.select(_KEY)
+    changed = pl.any_horizontal(pl.col(c) != pl.col(c).shift() for c in _KEY).fill_null(True)
+    starts = np.flatnonzero(keys.select(changed).to_series().to_numpy())
+    found = keys[starts].join(table.index, on=_KEY, how="left", maintain_order="left")
+    heads = found["_model"].fill_null(-1).to_numpy()
+    return np.repeat(heads, np.diff(np.append(starts, n)))
+
+
+def _predict_tow(means: np.ndarray, row: np.ndarray, windows: pl.DataFrame, tz: str) -> np.ndarray:
+    """Time-of-week predictions of windows (``row``: their model's row in ``means``).
+
+    The same arithmetic as :func:`~processors.baselines.tow.predict_tow`: the local hour of
+    week's mean, times the window's share of an hour.
+    """
+    start = windows["bucket_start_ms"]
+    calendar = calendar_of(start, tz).sort("ts_ms")
+    slot = np.searchsorted(calendar["ts_ms"].to_numpy(), start.to_numpy())
+    hourly = means[row, calendar["tow"].to_numpy()[slot]]
+    width = windows["width_s"].to_numpy() if "width_s" in windows.columns else 3600
+    out: np.ndarray = hourly * (width / 3600.0)
+    return out
+
+
+def _predict_other(
+    models: list[FittedModel], rows: pl.DataFrame, tz: str, temperature: pl.DataFrame | None
+) -> list[pl.DataFrame]:
+    """Hourly and daily predictions (``_pred_row``, ``baseline``), one metric at a time."""
+    rows = rows.with_columns(_hour=(pl.col("bucket_start_ms") // HOUR_MS) * HOUR_MS)
     if temperature is not None:
         rows = rows.join(
             temperature.select(pl.col("ts_ms").alias("_hour"), "temperature"),
@@ -46,22 +156,13 @@ def predict_windows(
         )
     else:
         rows = rows.with_columns(temperature=pl.lit(None, pl.Float64))
+    method = pl.Series([m.method for m in models], dtype=pl.String)
+    rows = rows.with_columns(_method=method.gather(rows["_model"]))
+    scale = pl.col("width_s") / 3600.0
     parts = []
-    for method in ("tow", "hourly", "daily"):
-        chosen = [m for m in models if m.method == method]
-        if not chosen:
-            continue
-        keys = pl.DataFrame(
-            {"device_id": [m.device_id for m in chosen], "metric": [m.metric for m in chosen]},
-            schema={"device_id": pl.String, "metric": pl.String},
-        )
-        sub = rows.join(keys, on=["device_id", "metric"], how="semi")
-        if sub.is_empty():
-            continue
-        scale = pl.col("width_s") / 3600.0
-        if method == "tow":
-            pred = predict_tow(chosen, sub.with_columns(ts_ms=pl.col("bucket_start_ms")), tz=tz)
-        elif method == "hourly":
+    for (name, _), sub in rows.group_by("_method", "metric", maintain_order=True):
+        chosen = [models[i] for i in np.unique(sub["_model"].to_numpy())]  # one per device
+        if name == "hourly":
             pred = predict_hourly(chosen, sub.with_columns(ts_ms=pl.col("_hour")), tz=tz)
             pred = pred.with_columns(baseline=pl.col("baseline") * scale)
         else:
@@ -69,16 +170,8 @@ def predict_windows(
             pred = predict_daily(chosen, daily_temp).with_columns(
                 baseline=pl.col("baseline") / 24 * scale
             )
-        parts.append(pred.select("_pred_row", "baseline", "baseline_model_id"))
-    schema = {"_pred_row": pl.UInt32, "baseline": pl.Float64, "baseline_model_id": pl.String}
-    found = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
-    out = (
-        windows.with_row_index("_pred_row")
-        .join(found, on="_pred_row", how="left")
-        .sort("_pred_row")
-        .drop("_pred_row")
-    )
-    return out.with_columns(pl.col("baseline_model_id").fill_null(""))
+        parts.append(pred.select("_pred_row", "baseline"))
+    return parts
 
 
 def _local_day(col: str, tz: str) -> pl.Expr:
