@@ -131,6 +131,8 @@ class _Emitted:
     def __init__(self, emitted: pl.DataFrame, code: np.ndarray) -> None:
         def column(name: str, fill: float) -> tuple[np.ndarray, np.ndarray]:
             series = emitted[name]
+            if series.null_count() == 0:
+                return series.to_numpy(), np.zeros(len(series), dtype=bool)
             return series.fill_null(fill).to_numpy(), series.is_null().to_numpy()
 
         self.code = code
@@ -153,38 +155,40 @@ class _Emitted:
         bucket = w.bucket_start_ms[closed]
         same_width = np.flatnonzero(self.width == width_s)
         found = find_rows(code, bucket, self.code[same_width], self.bucket[same_width])
-        actual, n, flags = w.actual[closed], w.n_readings[closed], w.flags[closed]
-        revision = np.ones(len(found), dtype=np.int64)
         changed = np.ones(len(found), dtype=bool)
         was = np.flatnonzero(found >= 0)
+        revision_was = np.zeros(0, dtype=np.int64)
         if len(was):  # compare with the emitted result
             at = same_width[found[was]]
             known = ~self.revision_null[at]
-            ours = actual[was]
+            at_closed = closed[was]
+            ours = w.actual[at_closed]
             with np.errstate(invalid="ignore"):
                 moved = np.abs(ours - self.actual[at]) > 1e-9 * (1 + np.abs(ours))
             changed[was] = (
                 ~known
-                | (~self.n_null[at] & (self.n[at] != n[was]))
-                | (~self.flags_null[at] & (self.flags[at] != flags[was]))
+                | (~self.n_null[at] & (self.n[at] != w.n_readings[at_closed]))
+                | (~self.flags_null[at] & (self.flags[at] != w.flags[at_closed]))
                 | moved
             )
-            revision[was] = np.where(known, self.revision[at] + 1, 1)
+            revision_was = np.where(known, self.revision[at] + 1, 1)
             self.replaced[at[changed[was]]] = True
-        out = {
+        revision = np.ones(len(found), dtype=np.int64)
+        revision[was] = revision_was
+        if not changed.all():  # gather only what is restated
+            keep = np.flatnonzero(changed)
+            closed, code, bucket, revision = closed[keep], code[keep], bucket[keep], revision[keep]
+        return {
             "head": w.head[closed],
             "_code": code,
-            "width_s": np.full(len(found), width_s, dtype=np.int64),
+            "width_s": np.full(len(closed), width_s, dtype=np.int64),
             "bucket_start_ms": bucket,
-            "actual": actual,
-            "n_readings": n.astype(np.int64),
+            "actual": w.actual[closed],
+            "n_readings": w.n_readings[closed].astype(np.int64),
             "coverage": w.coverage[closed],
-            "flags": flags,
+            "flags": w.flags[closed],
             "revision": revision,
         }
-        if changed.all():
-            return out
-        return {name: values.compress(changed) for name, values in out.items()}
 
 
 def _window_frame(rows: SortedRows, parts: list[dict[str, np.ndarray]]) -> pl.DataFrame:

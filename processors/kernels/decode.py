@@ -1,13 +1,16 @@
 """Turn a poll of :class:`~pilotstream.contracts.ReadingBatch` values into one polars frame.
 
 The loop runs over batches, never over readings: each column is the concatenation of the batches'
-column lists, and per-batch fields (device, tenant, ...) are repeated with ``np.repeat``.
+column lists, and per-batch fields (device, tenant, ...) are repeated with a gather; so are a
+batch's metric and kind when the whole batch has one (the usual case).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
+from operator import attrgetter
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -40,29 +43,35 @@ def decode_batches(batches: Sequence[ReadingBatch]) -> pl.DataFrame:
     """
     if not batches:
         return empty_readings()
-    lengths = np.fromiter((len(b.ts_ms) for b in batches), dtype=np.int64, count=len(batches))
+    ts_lists = list(map(attrgetter("ts_ms"), batches))
+    lengths = np.fromiter(map(len, ts_lists), dtype=np.int64, count=len(batches))
+    n = int(lengths.sum())
+    batch_of = np.repeat(np.arange(len(batches)), lengths)
 
-    def per_batch(values: list[object], dtype: pl.DataType) -> pl.Series:
-        return pl.Series(values, dtype=dtype).gather(np.repeat(np.arange(len(batches)), lengths))
+    def per_batch(values: list[Any], dtype: pl.DataType) -> pl.Series:
+        return pl.Series(values, dtype=dtype).gather(batch_of)
 
-    def column(name: str) -> list[object]:
-        return list(chain.from_iterable(getattr(b, name) for b in batches))
+    def text(name: str) -> pl.Series:
+        # a batch usually carries one metric and kind: repeat it rather than build n strings
+        lists = list(map(attrgetter(name), batches))
+        heads = [v[0] if v else "" for v in lists]
+        if all(v.count(h) == len(v) for v, h in zip(lists, heads, strict=True)):
+            return per_batch(heads, pl.String())
+        return pl.Series(list(chain.from_iterable(lists)), dtype=pl.String())
+
+    def numbers(name: str, dtype: type[np.generic]) -> np.ndarray:
+        lists = ts_lists if name == "ts_ms" else map(attrgetter(name), batches)
+        return np.fromiter(chain.from_iterable(lists), dtype, n)
 
     return pl.DataFrame(
         {
             "tenant": per_batch([b.tenant for b in batches], pl.String()),
             "device_id": per_batch([b.device_id for b in batches], pl.String()),
-            "metric": pl.Series(column("metric"), dtype=pl.String()),
-            "kind": pl.Series(column("kind"), dtype=pl.String()),
-            "ts_ms": np.fromiter(
-                chain.from_iterable(b.ts_ms for b in batches), np.int64, int(lengths.sum())
-            ),
-            "value": np.fromiter(
-                chain.from_iterable(b.value for b in batches), np.float64, int(lengths.sum())
-            ),
-            "seq": np.fromiter(
-                chain.from_iterable(b.seq for b in batches), np.int64, int(lengths.sum())
-            ),
+            "metric": text("metric"),
+            "kind": text("kind"),
+            "ts_ms": numbers("ts_ms", np.int64),
+            "value": numbers("value", np.float64),
+            "seq": numbers("seq", np.int64),
             "received_at_ms": per_batch([b.received_at_ms for b in batches], pl.Int64()),
         },
         schema=READING_SCHEMA,

@@ -16,6 +16,7 @@ baseline - actual; the formula ``avoided = delta * factor`` holds for every rule
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -29,6 +30,7 @@ from processors.kernels import flags as qf
 
 Saving = Literal["baseline_minus_actual", "actual"]
 _START_BITS = 42  # a (rule, window start) pair packs as rule << 42 | (start - min start)
+_START_MASK = 2**_START_BITS - 1
 _SHIFT_MODES = {"trip.distance.escooter": "escooter", "trip.distance.ebike": "ebike"}
 EVENT_METRICS = frozenset(_SHIFT_MODES)  # reported per event (trip end), not at a fixed interval
 EVENT_MASKING = qf.MASKING & ~(qf.LOW_COVERAGE | qf.GAP)
@@ -112,31 +114,92 @@ def _window_factors(
     rules: Mapping[str, MetricRule],
     factors: FactorTable,
 ) -> pl.DataFrame:
-    terms = pl.DataFrame(
-        [(i, scope, w) for i, r in enumerate(rules.values()) for scope, w in r.terms],
-        schema={"_m": pl.Int64, "scope": pl.String, "weight": pl.Float64},
-        orient="row",
-    )
     # windows of many devices share (metric, start): compute each pair once, on one integer
     start = windows["bucket_start_ms"].to_numpy()
     ruled = rule >= 0
     low = int(start[ruled].min()) if ruled.any() else 0
-    if ruled.any() and int(start[ruled].max()) - low < 2**_START_BITS:
-        pairs = pl.DataFrame({"_k": np.where(ruled, (rule << _START_BITS) | (start - low), -1)})
-        on = ["_k"]
-        keys = (
-            pairs.filter(pl.col("_k") >= 0)
-            .unique()
-            .with_columns(_m=pl.col("_k") // 2**_START_BITS, _t=pl.col("_k") % 2**_START_BITS + low)
-        )
+    if not ruled.any() or int(start[ruled].max()) - low < 2**_START_BITS:
+        packed = np.where(ruled, (rule << _START_BITS) | (start - low), -1)
+        distinct = np.sort(pl.Series(packed).unique().to_numpy())
+        pair = np.searchsorted(distinct, packed)
+        distinct_rule, distinct_start = distinct >> _START_BITS, (distinct & _START_MASK) + low
     else:  # starts too far apart to pack
         pairs = pl.DataFrame({"_m": rule, "_t": start})
-        on = ["_m", "_t"]
-        keys = pairs.filter(pl.col("_m") >= 0).unique()
-    exploded = keys.join(terms, on="_m", how="inner", maintain_order="left_right")
+        keys = pairs.unique(maintain_order=True).with_row_index("_u")
+        joined = pairs.join(keys, on=["_m", "_t"], how="left", maintain_order="left")
+        pair = joined["_u"].cast(pl.Int64).to_numpy()
+        distinct_rule, distinct_start = keys["_m"].to_numpy(), keys["_t"].to_numpy()
+    terms = [r.terms for r in rules.values()]
+    factor, factor_id = _pair_factors(
+        [terms[m] if m >= 0 else None for m in distinct_rule.tolist()],
+        distinct_start.tolist(),
+        factors,
+    )
+    known = np.array([f is not None for f in factor], dtype=bool)
+    values = np.array([np.nan if f is None else f for f in factor], dtype=np.float64)
+    return pl.DataFrame(
+        {
+            "factor": pl.Series(values[pair], dtype=pl.Float64).scatter(
+                np.flatnonzero(~known[pair]), None
+            ),
+            "factor_id": pl.Series(factor_id, dtype=pl.String).gather(pair),
+        }
+    )
+
+
+Terms = tuple[tuple[str, float], ...]
+_PAIRS: dict[
+    int, tuple[weakref.ref[FactorTable], dict[tuple[Terms, int], tuple[float | None, str]]]
+]
+_PAIRS = {}
+_PAIRS_MAX = 100_000  # cached (terms, start) pairs per factor table
+
+
+def _pair_factors(
+    terms: list[Terms | None], starts: list[int], factors: FactorTable
+) -> tuple[list[float | None], list[str]]:
+    """Factor (None: a scope without factor) and factor id of each (rule terms, start) pair.
+
+    A processor scores windows of the same few starts poll after poll: pairs are cached per
+    factor table, and only new ones are looked up.
+    """
+    entry = _PAIRS.get(id(factors))
+    if entry is None or entry[0]() is not factors:
+        entry = (weakref.ref(factors), {})
+        _PAIRS[id(factors)] = entry
+    cache = entry[1]
+    missing = list(
+        dict.fromkeys(
+            (t, s)
+            for t, s in zip(terms, starts, strict=True)
+            if t is not None and (t, s) not in cache
+        )
+    )
+    if missing:
+        if len(cache) + len(missing) > _PAIRS_MAX:
+            cache.clear()
+        cache.update(_look_up(missing, factors))
+    factor: list[float | None] = []
+    factor_id: list[str] = []
+    for t, s in zip(terms, starts, strict=True):
+        f, i = (None, "") if t is None else cache[(t, s)]
+        factor.append(f)
+        factor_id.append(i)
+    return factor, factor_id
+
+
+def _look_up(
+    pairs: list[tuple[Terms, int]], factors: FactorTable
+) -> dict[tuple[Terms, int], tuple[float | None, str]]:
+    """``sum(weight_i * EF(scope_i, start))`` and the factor id of each (terms, start) pair."""
+    exploded = pl.DataFrame(
+        [(k, scope, w, start) for k, (terms, start) in enumerate(pairs) for scope, w in terms],
+        schema={"_k": pl.Int64, "scope": pl.String, "weight": pl.Float64, "_t": pl.Int64},
+        orient="row",
+    )
     found = factors.lookup(exploded["scope"], exploded["_t"].to_numpy())
     per_term = pl.concat([exploded, found], how="horizontal")
-    per_key = per_term.group_by(on).agg(
+    per_key = per_term.group_by("_k", maintain_order=True).agg(
         factor=pl.when(pl.col("factor").is_not_null().all()).then(
             (pl.col("weight") * pl.col("factor")).sum()
         ),
@@ -144,9 +207,15 @@ def _window_factors(
         .then(pl.col("factor_id").first())
         .otherwise(pl.format("{}*{}", "factor_id", pl.col("weight").round(4)).str.join("+")),
     )
-    return pairs.join(per_key, on=on, how="left", maintain_order="left").select(
-        "factor", pl.col("factor_id").fill_null("")
-    )
+    return {
+        pairs[k]: (f, i or "")
+        for k, f, i in zip(
+            per_key["_k"].to_list(),
+            per_key["factor"].to_list(),
+            per_key["factor_id"].to_list(),
+            strict=True,
+        )
+    }
 
 
 def emission_deltas(
@@ -174,9 +243,9 @@ def emission_deltas(
     found = _window_factors(windows, rule, rules, factors)
     factor = found["factor"]
     # sparse events (trips) have no expected rate: coverage and gaps say nothing about them
-    mask_bits = np.where(
-        windows["metric"].is_in(list(EVENT_METRICS)).to_numpy(), EVENT_MASKING, qf.MASKING
-    )
+    # (a window without a rule is masked anyway, so its rule's metric decides)
+    event = np.array([m in EVENT_METRICS for m in rules] + [False])[rule]
+    mask_bits = np.where(event, EVENT_MASKING, qf.MASKING)
     masked = (
         ((windows["flags"].fill_null(0).to_numpy() & mask_bits) != 0)
         | ~known

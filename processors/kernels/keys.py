@@ -49,7 +49,7 @@ def index_keys(*frames: pl.DataFrame) -> KeyIndex:
     if heads.is_empty():
         empty = pl.DataFrame(schema={"device_id": pl.String, "metric": pl.String})
         return KeyIndex(keys=empty, codes=tuple(np.zeros(0, np.int64) for _ in frames))
-    by_key = heads.with_row_index("_h").sort(KEY)
+    by_key = heads.with_row_index("_h").sort(KEY, maintain_order=True)  # stable: several x faster
     is_new = np.zeros(by_key.height, dtype=bool)
     is_new[run_starts(by_key)] = True
     head_code = np.empty(by_key.height, dtype=np.int64)

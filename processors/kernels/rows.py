@@ -97,10 +97,13 @@ def split_devices(frame: pl.DataFrame, devices: pl.Series) -> tuple[pl.DataFrame
 
 def device_watermarks(names: pl.Series, watermarks: pl.DataFrame) -> np.ndarray:
     """Watermark of each device in ``names`` (NO_WATERMARK where unknown)."""
-    table = watermarks.select("device_id", "watermark_ms").unique("device_id", keep="first")
-    found = names.to_frame("device_id").join(
-        table, on="device_id", how="left", maintain_order="left"
-    )
+    table = watermarks.select("device_id", "watermark_ms")
+    left = names.to_frame("device_id")
+    try:
+        found = left.join(table, on="device_id", how="left", maintain_order="left", validate="m:1")
+    except pl.exceptions.ComputeError:  # a repeated device: its first row counts
+        table = table.unique("device_id", keep="first", maintain_order=True)
+        found = left.join(table, on="device_id", how="left", maintain_order="left")
     return found["watermark_ms"].fill_null(NO_WATERMARK).to_numpy()
 
 
