@@ -7,22 +7,10 @@ import polars as pl
 import psycopg
 import pytest
 
-from deploy.local.demo import DemoResult, run_demo
-from deploy.local.pipeline import PipelineRun
+from deploy.local.demo import DemoResult
 from pilotstream.settings import BaseSettings
 
 pytestmark = pytest.mark.e2e
-
-
-def _say(msg: str) -> None:
-    print(f"[e2e] {msg}", flush=True)
-
-
-@pytest.fixture(scope="module")
-def live(stack: BaseSettings) -> DemoResult:
-    run = PipelineRun.named("e2e-live", metrics_port=19331)
-    out = stack.state_dir.resolve() / "runs" / run.name
-    return run_demo(stack, _say, run=run, out_dir=out, show_progress=False)
 
 
 def _devices(live: DemoResult) -> list[str]:
