@@ -147,12 +147,11 @@ def _window_factors(
     )
 
 
-Terms = tuple[tuple[str, float], ...]
-_PAIRS: dict[
-    int, tuple[weakref.ref[FactorTable], dict[tuple[Terms, int], tuple[float | None, str]]]
-]
+Terms = tuple[tuple[str, float], ...]  # (factor scope, weight) of a rule
+Factor = tuple[float | None, str]  # factor (None: unknown scope) and factor id
+_PAIRS: dict[int, tuple[weakref.ref[FactorTable], np.ndarray, dict[tuple[Terms, int], Factor]]]
 _PAIRS = {}
-_PAIRS_MAX = 100_000  # cached (terms, start) pairs per factor table
+_PAIRS_MAX = 100_000  # cached (terms, validity segment) pairs per factor table
 
 
 def _pair_factors(
@@ -160,37 +159,37 @@ def _pair_factors(
 ) -> tuple[list[float | None], list[str]]:
     """Factor (None: a scope without factor) and factor id of each (rule terms, start) pair.
 
-    A processor scores windows of the same few starts poll after poll: pairs are cached per
-    factor table, and only new ones are looked up.
+    A factor lookup only changes where a validity period of the table starts or ends, so pairs
+    are cached per factor table by (terms, segment between those edges): a processor looks up
+    the factors of a new window start once per year of an annual table, not once per poll.
     """
     entry = _PAIRS.get(id(factors))
     if entry is None or entry[0]() is not factors:
-        entry = (weakref.ref(factors), {})
+        bounds = factors.frame.select(edge=pl.concat_list("valid_from_ms", "valid_to_ms"))
+        edges = np.sort(bounds["edge"].explode().drop_nulls().unique().to_numpy())
+        entry = (weakref.ref(factors), edges, {})
         _PAIRS[id(factors)] = entry
-    cache = entry[1]
-    missing = list(
-        dict.fromkeys(
-            (t, s)
-            for t, s in zip(terms, starts, strict=True)
-            if t is not None and (t, s) not in cache
-        )
-    )
+    _, edges, cache = entry
+    segments = np.searchsorted(edges, starts, side="right").tolist() if starts else []
+    missing: dict[tuple[Terms, int], int] = {}  # pair -> a start in its segment
+    for t, s, g in zip(terms, starts, segments, strict=True):
+        if t is not None and (t, g) not in cache:
+            missing.setdefault((t, g), s)
     if missing:
         if len(cache) + len(missing) > _PAIRS_MAX:
             cache.clear()
-        cache.update(_look_up(missing, factors))
+        found = _look_up([(t, s) for (t, _), s in missing.items()], factors)
+        cache.update(zip(missing, found, strict=True))
     factor: list[float | None] = []
     factor_id: list[str] = []
-    for t, s in zip(terms, starts, strict=True):
-        f, i = (None, "") if t is None else cache[(t, s)]
+    for t, g in zip(terms, segments, strict=True):
+        f, i = (None, "") if t is None else cache[(t, g)]
         factor.append(f)
         factor_id.append(i)
     return factor, factor_id
 
 
-def _look_up(
-    pairs: list[tuple[Terms, int]], factors: FactorTable
-) -> dict[tuple[Terms, int], tuple[float | None, str]]:
+def _look_up(pairs: list[tuple[Terms, int]], factors: FactorTable) -> list[Factor]:
     """``sum(weight_i * EF(scope_i, start))`` and the factor id of each (terms, start) pair."""
     exploded = pl.DataFrame(
         [(k, scope, w, start) for k, (terms, start) in enumerate(pairs) for scope, w in terms],
@@ -199,7 +198,7 @@ def _look_up(
     )
     found = factors.lookup(exploded["scope"], exploded["_t"].to_numpy())
     per_term = pl.concat([exploded, found], how="horizontal")
-    per_key = per_term.group_by("_k", maintain_order=True).agg(
+    per_key = per_term.group_by("_k").agg(
         factor=pl.when(pl.col("factor").is_not_null().all()).then(
             (pl.col("weight") * pl.col("factor")).sum()
         ),
@@ -207,15 +206,10 @@ def _look_up(
         .then(pl.col("factor_id").first())
         .otherwise(pl.format("{}*{}", "factor_id", pl.col("weight").round(4)).str.join("+")),
     )
-    return {
-        pairs[k]: (f, i or "")
-        for k, f, i in zip(
-            per_key["_k"].to_list(),
-            per_key["factor"].to_list(),
-            per_key["factor_id"].to_list(),
-            strict=True,
-        )
-    }
+    out: list[Factor] = [(None, "")] * len(pairs)
+    for k, f, i in per_key.iter_rows():  # one row per pair, a handful per poll
+        out[k] = (f, i or "")
+    return out
 
 
 def emission_deltas(
