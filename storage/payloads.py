@@ -7,7 +7,15 @@ from typing import Any
 import polars as pl
 import psycopg
 
-from storage.pgbinary import SIGNATURE, TRAILER, FixedType, encode_body, encode_rows, text_column
+from storage.pgbinary import (
+    SIGNATURE,
+    TRAILER,
+    FixedType,
+    encode_body,
+    encode_rows,
+    text_column,
+    text_rows,
+)
 
 
 class ReadingsPayload:
@@ -25,14 +33,15 @@ class ReadingsPayload:
             ("timestamptz_ms", df["received_at_ms"].to_numpy()),
             ("int2", df["quality"].to_numpy()),
         ]
-        self._text = [text_column(df[c]) for c in ("tenant", "device_id", "metric")]
+        # combinations encoded once for the whole payload, not once per chunk
+        self._text = text_rows([text_column(df[c]) for c in ("tenant", "device_id", "metric")])
         self._chunks: list[bytes] = []
 
     def _encode(self, start: int) -> bytes:
         stop = min(start + self.CHUNK_ROWS, self.rows)
         return encode_body(
             [(kind, values[start:stop]) for kind, values in self._fixed],
-            [col.slice(start, stop) for col in self._text],
+            self._text.slice(start, stop),
         )
 
     async def stream(self, copy: psycopg.AsyncCopy) -> None:

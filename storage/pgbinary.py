@@ -14,7 +14,7 @@ so each such group is filled column by column and written with one ``tobytes()``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -68,34 +68,70 @@ def encode_rows(
 
 
 def encode_body(
-    fixed: Sequence[tuple[FixedType, npt.ArrayLike]], text: Sequence[TextColumn]
+    fixed: Sequence[tuple[FixedType, npt.ArrayLike]], text: Sequence[TextColumn] | TextRows
 ) -> bytes:
-    """The rows only (no signature, no trailer): a payload may be streamed in several bodies."""
+    """The rows only (no signature, no trailer): a payload may be streamed in several bodies.
+
+    ``text`` may be :class:`TextRows` made once for a whole payload (see :func:`text_rows`), so
+    that streaming it in chunks does not re-encode the text combinations of every chunk.
+    """
     arrays = [(kind, np.asarray(values)) for kind, values in fixed]
-    n = len(arrays[0][1]) if arrays else len(text[0].codes)
+    rows = text if isinstance(text, TextRows) else text_rows(text) if text else None
+    n = len(arrays[0][1]) if arrays else len(rows.combo) if rows is not None else 0
     for k, (_, arr) in enumerate(arrays):
         if len(arr) != n:
             msg = f"column {k} has {len(arr)} values, expected {n}"
             raise ValueError(msg)
-    for j, col in enumerate(text):
-        if len(col.codes) != n:
-            msg = f"text column {j} has {len(col.codes)} values, expected {n}"
-            raise ValueError(msg)
+    if rows is not None and len(rows.combo) != n:
+        msg = f"text columns have {len(rows.combo)} rows, expected {n}"
+        raise ValueError(msg)
     fields: list[tuple[str, Any]] = [("n", ">i2")]
     for k, (kind, _) in enumerate(arrays):
         fields += [(f"l{k}", ">i4"), (f"v{k}", _DTYPES[kind])]
-    if not text:
+    if rows is None:
         return _fill(fields, arrays, len(fixed), np.arange(n)).tobytes()
-    combo, suffixes = _text_suffixes(text)
-    lengths = np.fromiter((len(b) for b in suffixes), dtype=np.int64, count=len(suffixes))
-    row_len = lengths[combo]
+    row_len = rows.lengths[rows.combo]
     parts = []
     for width in np.unique(row_len):
-        rows = np.flatnonzero(row_len == width)
-        block = _fill([*fields, ("s", f"S{width}")], arrays, len(fixed) + len(text), rows)
-        block["s"] = np.array(suffixes, dtype=f"S{width}")[combo[rows]]
+        picked = np.flatnonzero(row_len == width)
+        block = _fill([*fields, ("s", f"S{width}")], arrays, len(fixed) + rows.columns, picked)
+        block["s"] = rows.suffixes_of_width(int(width))[rows.combo[picked]]
         parts.append(block.tobytes())
     return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class TextRows:
+    """Text columns encoded once: per row the index of its combination of values, per
+    combination its encoded bytes (length + UTF-8 for each column). A batch holds few
+    combinations (device x metric), so this is the only per-combination Python work."""
+
+    combo: npt.NDArray[np.int64]  # per row: index into suffixes
+    suffixes: Sequence[bytes]  # per combination: its encoded text fields
+    lengths: npt.NDArray[np.int64]  # per combination: len(suffix)
+    columns: int  # how many text columns
+    _widths: dict[int, npt.NDArray[Any]] = field(default_factory=dict)  # width -> S<width> array
+
+    def slice(self, start: int, stop: int) -> TextRows:
+        """Rows ``start:stop``, sharing the combinations (and their cached arrays)."""
+        return TextRows(
+            self.combo[start:stop], self.suffixes, self.lengths, self.columns, self._widths
+        )
+
+    def suffixes_of_width(self, width: int) -> npt.NDArray[Any]:
+        """Every suffix as a fixed ``S<width>`` array (only those of that length are used)."""
+        out = self._widths.get(width)
+        if out is None:
+            # entries of another length are truncated or padded: harmless, never gathered
+            out = self._widths[width] = np.array(self.suffixes, dtype=f"S{max(width, 1)}")
+        return out
+
+
+def text_rows(text: Sequence[TextColumn]) -> TextRows:
+    """Encode the combinations of text values of these columns (see :class:`TextRows`)."""
+    combo, suffixes = _text_suffixes(text)
+    lengths = np.fromiter((len(b) for b in suffixes), dtype=np.int64, count=len(suffixes))
+    return TextRows(combo, suffixes, lengths, len(text))
 
 
 def _fill(

@@ -48,6 +48,7 @@ from storage.payloads import ReadingsPayload, windows_payload
 
 log = get_logger(__name__)
 
+READINGS_KEY = ("device_id", "metric", "ts_ms")  # the order of the unique index readings_key
 _RETRY_SQLSTATES = ("57P01", "57P02", "57P03")  # admin shutdown, crash shutdown, cannot connect now
 
 
@@ -244,9 +245,15 @@ def _prepare(
     rd = wn = rj = None
     if readings is not None:
         rd = conform("readings", readings, READINGS, READINGS_DEFAULTS)
+        # In the unique index's order: consecutive rows land on the same btree leaf (a poll
+        # interleaves thousands of devices; unsorted, every row descends to a cold leaf), and a
+        # COPY chunk holds few (device, metric) combinations to encode. Costs ~0.15 s per
+        # 400k rows here; it saved more than twice that in the server's index inserts.
+        rd = rd.sort(READINGS_KEY)
     if windows is not None:
         wn = conform("windows", windows, WINDOWS)
-        wn = wn.unique(WINDOW_KEY, keep="last", maintain_order=True)
+        # sorted like the unique index, for the same locality as the readings
+        wn = wn.unique(WINDOW_KEY, keep="last", maintain_order=True).sort(WINDOW_KEY)
     if rejections is not None:
         rj = conform("rejections", rejections, REJECTIONS, REJECTIONS_DEFAULTS)
     return _Batch(
