@@ -3,7 +3,8 @@
 :class:`Sink` is the contract the gateway uses (unit tests use a fake); :class:`KafkaSink` is the
 aiokafka implementation: ``acks="all"``, idempotence on, linger and batch size from the settings,
 key = device id for readings (tenant for dead letters), so one device's batches keep their order
-inside a partition.
+inside a partition: concurrent :meth:`KafkaSink.send` calls queue their records one call after
+the other, in call order.
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ class KafkaSink:
             "request_timeout_ms": request_timeout_ms,
         }
         self._producer: AIOKafkaProducer | None = None
+        # The gateway delivers several batches at once; aiokafka's send() may wait (a full
+        # partition batch, metadata), so without this a later batch's records could be queued
+        # before an earlier one's and a device's readings reach Kafka out of order.
+        self._enqueue = asyncio.Lock()
 
     async def start(self) -> None:
         """Create and start a fresh producer (also how the watchdog replaces a stuck one)."""
@@ -85,7 +90,8 @@ class KafkaSink:
         if producer is None:
             msg = "producer not started"
             raise ServiceUnavailable(msg)
-        futures = [await producer.send(r.topic, r.value, key=r.key) for r in records]
+        async with self._enqueue:  # batches are queued whole, in call order (the lock is FIFO)
+            futures = [await producer.send(r.topic, r.value, key=r.key) for r in records]
         await asyncio.gather(*futures)
 
     async def stop(self, timeout_s: float = 5.0) -> None:
