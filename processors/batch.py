@@ -276,6 +276,8 @@ class BatchProcessor:
         annotated = await self._provider.annotate(
             windows.join(flags, on=["tenant", "metric"], how="left", maintain_order="left")
         )
+        if annotated.is_empty():  # nothing closed, no waiting window scored yet
+            return annotated
         parts = []
         for (tenant,), group in annotated.group_by("tenant", maintain_order=True):
             rules = self._rules.get(str(tenant), {})
