@@ -289,7 +289,10 @@ class StoredBaselines:
         out = group.select("_r", *cols, _wait=pl.col("device_id").is_in(waiting))
         if not models:
             return out.select(
-                "_r", "_wait", baseline=pl.lit(None, pl.Float64), baseline_model_id=pl.lit("")
+                "_r",
+                baseline=pl.lit(None, pl.Float64),
+                baseline_model_id=pl.lit(""),
+                _wait=pl.col("_wait"),
             )
         temperature = None
         if any(m.method != "tow" for m in models):
