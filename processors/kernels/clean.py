@@ -106,7 +106,7 @@ def kind_bits(kind: pl.Series, stuck_kinds: Iterable[str]) -> np.ndarray:
     def bit(name: str, value: int) -> np.ndarray:
         return (kind == name).fill_null(False).to_numpy().astype(np.int8) * np.int8(value)
 
-    bits = bit("counter", COUNTER) | bit("gauge", GAUGE)
+    bits: np.ndarray = bit("counter", COUNTER) | bit("gauge", GAUGE)
     for k in dict.fromkeys(stuck_kinds):
         bits |= bit(k, STUCK_CHECKED)
     return bits

@@ -29,7 +29,7 @@ from processors.kernels.keys import (
 )
 from processors.kernels.params import EventTimeParams
 from processors.kernels.rows import NO_WATERMARK, SortedRows, buffer_of, evict
-from processors.kernels.windows import WINDOW_SCHEMA, WindowArrays, window_arrays
+from processors.kernels.windows import WINDOW_SCHEMA, WindowArrays, windows_by_width
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +79,8 @@ def close(
         flags |= spike_flags(amount, median[code], iqr[code], rules.clean.spike_iqr)
 
     closes_before = watermark
+    final = rows.final_end(rules.widest_s) + rules.allowed_lateness_ms < watermark[code]
     if hold_counters:
-        final = rows.final_end(rules.widest_s) + rules.allowed_lateness_ms < watermark[code]
         delta = (rows.kinds & (COUNTER | GAUGE)) == 0
         waiting = (((rows.kinds & COUNTER) != 0) | delta) & ~rows.anchor & ~final
         closes_before = np.minimum(
@@ -92,35 +92,33 @@ def close(
     gauge = (rows.kinds[live] & GAUGE) != 0
     before = _Emitted(emitted, emitted_code)
     parts = []
-    for width_s in sorted(rules.widths_s):
-        w = window_arrays(
-            code=live_code,
-            ts=rows.ts[live],
-            gauge=gauge,
-            amount=amount[live],
-            flags=flags[live],
-            interval=interval,
-            width_s=width_s,
-            min_coverage=rules.min_coverage,
-            since=since,
-        )
+    widths = tuple(sorted(rules.widths_s))
+    by_width = windows_by_width(
+        code=live_code,
+        ts=rows.ts[live],
+        gauge=gauge,
+        amount=amount[live],
+        flags=flags[live],
+        interval=interval,
+        widths_s=widths,
+        min_coverage=rules.min_coverage,
+        since=since,
+    )
+    for width_s, w in zip(widths, by_width, strict=True):
         head_code = live_code[w.head]
         closed = np.flatnonzero(w.bucket_start_ms + width_s * 1000 < closes_before[head_code])
         part = before.restate(w, closed, head_code[closed], width_s)
         part["head"] = live[part["head"]]
         parts.append(part)
     windows = _window_frame(rows, parts)
-    kept = _retain(
-        emitted.filter(~pl.Series(before.replaced)),
-        emitted_code[~before.replaced],
-        watermark,
-        rules,
-    )
-    new = _retain(windows, windows["_code"].to_numpy(), watermark, rules)
+    new_code = windows["_code"].to_numpy()
+    windows = windows.drop("_code")
     return Closed(
-        buffer=buffer_of(evict(rows, watermark, rules)),
-        emitted=_by_key(pl.concat([kept.select(new.columns).cast(new.schema), new])),  # type: ignore[arg-type]
-        windows=windows.drop("_code"),
+        buffer=buffer_of(evict(rows, watermark, rules, final=final)),
+        emitted=_next_emitted(
+            (emitted, emitted_code, ~before.replaced), (windows, new_code), watermark, rules
+        ),
+        windows=windows,
         intervals=intervals,
     )
 
@@ -217,13 +215,35 @@ def _window_frame(rows: SortedRows, parts: list[dict[str, np.ndarray]]) -> pl.Da
     return out if later.all() else out.sort("width_s", "_code", "bucket_start_ms")
 
 
-def _by_key(windows: pl.DataFrame) -> pl.DataFrame:
-    """Windows sorted by (key code, width, start), without the code column."""
-    code = windows["_code"].to_numpy()
-    width = windows["width_s"].to_numpy()
-    bucket = windows["bucket_start_ms"].to_numpy()
+def _next_emitted(
+    old: tuple[pl.DataFrame, np.ndarray, np.ndarray],
+    new: tuple[pl.DataFrame, np.ndarray],
+    watermark: np.ndarray,
+    rules: EventTimeParams,
+) -> pl.DataFrame:
+    """The emitted windows to keep: the old ones not replaced and the new ones, both while
+    their widest window still takes late data, sorted by (key code, width, start).
+
+    ``old`` is (emitted frame, key codes, not replaced); ``new`` is (windows, key codes). The
+    rows are picked and ordered on arrays, and the frames gathered once.
+    """
+    old_frame, old_code, not_replaced = old
+    new_frame, new_code = new
+    old_at = np.flatnonzero(not_replaced & _retained(old_frame, old_code, watermark, rules))
+    new_at = np.flatnonzero(_retained(new_frame, new_code, watermark, rules))
+    code = np.concatenate([old_code[old_at], new_code[new_at]])
+    width = np.concatenate(
+        [old_frame["width_s"].to_numpy()[old_at], new_frame["width_s"].to_numpy()[new_at]]
+    )
+    bucket = np.concatenate(
+        [
+            old_frame["bucket_start_ms"].to_numpy()[old_at],
+            new_frame["bucket_start_ms"].to_numpy()[new_at],
+        ]
+    )
+    old_frame = old_frame.select(new_frame.columns).cast(new_frame.schema)
     if len(code) == 0:
-        return windows.drop("_code")
+        return new_frame.clear()
     widths = np.sort(pl.Series(width).unique().to_numpy())
     low = int(bucket.min())
     span = int(bucket.max()) - low + 1
@@ -231,7 +251,12 @@ def _by_key(windows: pl.DataFrame) -> pl.DataFrame:
         order = sort_order(code, np.searchsorted(widths, width) * span + (bucket - low))
     else:
         order = np.lexsort((bucket, width, code))
-    return windows.drop("_code").rechunk()[order]
+    if len(old_at) == 0:  # gather from one frame when the other adds nothing
+        return new_frame.gather(new_at[order])
+    if len(new_at) == 0:
+        return old_frame.gather(old_at[order])
+    picked = np.concatenate([old_at, old_frame.height + new_at])[order]
+    return pl.concat([old_frame, new_frame]).rechunk().gather(picked)
 
 
 def freeze_intervals(rows: SortedRows, table: pl.DataFrame) -> tuple[np.ndarray, pl.DataFrame]:
@@ -249,21 +274,18 @@ def freeze_intervals(rows: SortedRows, table: pl.DataFrame) -> tuple[np.ndarray,
         new = index.keys.filter(pl.Series(freeze)).with_columns(
             interval_ms=pl.Series(inferred[freeze]).cast(pl.Int64)
         )
-        table = pl.concat([table, new.select(table.columns).cast(table.schema)])  # type: ignore[arg-type]
+        table = pl.concat([table, new.select(table.columns).cast(table.schema)])
     return np.where(np.isnan(frozen), inferred, frozen), table
 
 
-def _retain(
+def _retained(
     windows: pl.DataFrame, code: np.ndarray, watermark: np.ndarray, rules: EventTimeParams
-) -> pl.DataFrame:
+) -> np.ndarray:
     """Windows whose widest window still takes late data (a device without watermark: none)."""
     widest_ms = rules.widest_s * 1000
     bucket = windows["bucket_start_ms"].to_numpy()
     wm = watermark[code]
-    keep = (wm != NO_WATERMARK) & (
+    keep: np.ndarray = (wm != NO_WATERMARK) & (
         (bucket // widest_ms) * widest_ms + (widest_ms + rules.allowed_lateness_ms) >= wm
     )
-    out = windows if keep.all() else windows.filter(pl.Series(keep))
-    if "_code" not in out.columns:
-        out = out.with_columns(_code=pl.Series(code[keep], dtype=pl.Int64))
-    return out
+    return keep

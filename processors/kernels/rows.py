@@ -107,13 +107,21 @@ def device_watermarks(names: pl.Series, watermarks: pl.DataFrame) -> np.ndarray:
     return found["watermark_ms"].fill_null(NO_WATERMARK).to_numpy()
 
 
-def evict(rows: SortedRows, watermark: np.ndarray, rules: EventTimeParams) -> SortedRows:
+def evict(
+    rows: SortedRows,
+    watermark: np.ndarray,
+    rules: EventTimeParams,
+    *,
+    final: np.ndarray | None = None,
+) -> SortedRows:
     """Drop final readings, keeping the last few per key as anchors (``anchor`` = final).
 
     Rows are sorted by (key, time) and finality is a time threshold per device, so a key's final
-    rows are a prefix of its rows: positions come from array arithmetic.
+    rows are a prefix of its rows: positions come from array arithmetic. ``final`` (per row)
+    saves recomputing it when the caller has it.
     """
-    final = rows.final_end(rules.widest_s) + rules.allowed_lateness_ms < watermark[rows.code]
+    if final is None:
+        final = rows.final_end(rules.widest_s) + rules.allowed_lateness_ms < watermark[rows.code]
     start, key = run_ids(rows.code)
     n_final = np.bincount(key, final, len(start)).astype(np.int64)
     position = np.arange(len(rows.code)) - start[key]

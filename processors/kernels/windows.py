@@ -81,35 +81,77 @@ def window_arrays(
     register counted through it). Only a gap reaching back over the window's start (its
     consumption partly belongs to the window before) flags the window ``GAP``.
     """
-    width_ms = width_s * 1000
-    starts = bucket_starts(ts, gauge, width_s)
-    begin = np.flatnonzero(~same_as_previous(code, starts))
-    n = np.diff(np.append(begin, len(ts)))
-    spanned = np.zeros(len(begin), dtype=bool) if since is None else since[begin] >= 0
-    gap_first = (flags[begin] & qf.GAP) != 0
-    if spanned.any():  # counters: a gap inside the window is no fault
-        flags = np.where(since >= 0, flags & ~qf.GAP, flags)  # type: ignore[operator]
-    total = np.add.reduceat(amount, begin) if len(ts) else np.zeros(0)
-    ored = np.bitwise_or.reduceat(flags, begin) if len(ts) else np.zeros(0, np.int64)
-    expected = interval[code[begin]]
-    with np.errstate(invalid="ignore"):
-        coverage = np.where(np.isnan(expected), 1.0, np.minimum(n * expected / width_ms, 1.0))
-    if spanned.any():
-        assert since is not None
-        last = np.append(begin[1:], len(ts)) - 1
-        span = (ts[last] - since[begin]) / width_ms
-        coverage = np.where(spanned, np.minimum(span, 1.0), coverage)
-        gap_back = spanned & gap_first & (since[begin] < starts[begin])
-        ored = ored | np.where(gap_back, qf.GAP, 0)
-    ored = ored | np.where(coverage < min_coverage, qf.LOW_COVERAGE, 0)
-    return WindowArrays(
-        head=begin,
-        bucket_start_ms=starts[begin],
-        actual=np.where(gauge[begin], total / np.maximum(n, 1), total),
-        n_readings=n,
-        coverage=coverage,
-        flags=ored.astype(np.int64),
+    (out,) = windows_by_width(
+        code=code,
+        ts=ts,
+        gauge=gauge,
+        amount=amount,
+        flags=flags,
+        interval=interval,
+        widths_s=(width_s,),
+        min_coverage=min_coverage,
+        since=since,
     )
+    return out
+
+
+def windows_by_width(
+    *,
+    code: np.ndarray,
+    ts: np.ndarray,
+    gauge: np.ndarray,
+    amount: np.ndarray,
+    flags: np.ndarray,
+    interval: np.ndarray,
+    widths_s: tuple[int, ...],
+    min_coverage: float,
+    since: np.ndarray | None = None,
+) -> list[WindowArrays]:
+    """:func:`window_arrays` for several widths, sharing the per-row work between them."""
+    n_rows = len(ts)
+    t_eff = ts - (~gauge).astype(np.int64)  # see bucket_start
+    new_key = ~same_as_previous(code)
+    cleared = None  # flags without GAP where a counter's predecessor is known
+    out = []
+    for width_s in widths_s:
+        width_ms = width_s * 1000
+        starts = (t_eff // width_ms) * width_ms
+        first = new_key.copy()
+        if n_rows > 1:
+            first[1:] |= starts[1:] != starts[:-1]
+        begin = np.flatnonzero(first)
+        n = np.diff(np.append(begin, n_rows))
+        spanned = np.zeros(len(begin), dtype=bool) if since is None else since[begin] >= 0
+        spans = bool(spanned.any())
+        if spans and cleared is None:  # counters: a gap inside a window is no fault
+            cleared = np.where(since >= 0, flags & ~qf.GAP, flags)  # type: ignore[operator]
+        total = np.add.reduceat(amount, begin) if n_rows else np.zeros(0)
+        summed = cleared if spans and cleared is not None else flags
+        ored = np.bitwise_or.reduceat(summed, begin) if n_rows else np.zeros(0, np.int64)
+        expected = interval[code[begin]]
+        with np.errstate(invalid="ignore"):
+            coverage = np.where(np.isnan(expected), 1.0, np.minimum(n * expected / width_ms, 1.0))
+        if spans:
+            assert since is not None
+            since_begin = since[begin]
+            gap_first = (flags[begin] & qf.GAP) != 0
+            last = np.append(begin[1:], n_rows) - 1
+            span = (ts[last] - since_begin) / width_ms
+            coverage = np.where(spanned, np.minimum(span, 1.0), coverage)
+            gap_back = spanned & gap_first & (since_begin < starts[begin])
+            ored = ored | np.where(gap_back, qf.GAP, 0)
+        ored = ored | np.where(coverage < min_coverage, qf.LOW_COVERAGE, 0)
+        out.append(
+            WindowArrays(
+                head=begin,
+                bucket_start_ms=starts[begin],
+                actual=np.where(gauge[begin], total / np.maximum(n, 1), total),
+                n_readings=n,
+                coverage=coverage,
+                flags=ored.astype(np.int64),
+            )
+        )
+    return out
 
 
 def aggregate(
