@@ -125,9 +125,9 @@ def windows_by_width(
         spans = bool(spanned.any())
         if spans and cleared is None:  # counters: a gap inside a window is no fault
             cleared = np.where(since >= 0, flags & ~qf.GAP, flags)  # type: ignore[operator]
-        total = np.add.reduceat(amount, begin) if n_rows else np.zeros(0)
+        total = _reduce_runs(np.add, amount, begin, n)
         summed = cleared if spans and cleared is not None else flags
-        ored = np.bitwise_or.reduceat(summed, begin) if n_rows else np.zeros(0, np.int64)
+        ored = _reduce_runs(np.bitwise_or, summed, begin, n)
         expected = interval[code[begin]]
         with np.errstate(invalid="ignore"):
             coverage = np.where(np.isnan(expected), 1.0, np.minimum(n * expected / width_ms, 1.0))
@@ -145,12 +145,46 @@ def windows_by_width(
             WindowArrays(
                 head=begin,
                 bucket_start_ms=starts[begin],
-                actual=np.where(gauge[begin], total / np.maximum(n, 1), total),
+                actual=_means_of_gauges(total, n, gauge[begin]),
                 n_readings=n,
                 coverage=coverage,
                 flags=ored.astype(np.int64),
             )
         )
+    return out
+
+
+def _reduce_runs(
+    ufunc: np.ufunc, values: np.ndarray, begin: np.ndarray, n: np.ndarray
+) -> np.ndarray:
+    """``ufunc.reduceat(values, begin)`` for runs of lengths ``n``, the one-row runs copied.
+
+    ``reduceat`` pays per run; most 15-minute windows hold one reading. The longer runs are
+    reduced by ``reduceat`` over (start, end) pairs, which reduces the same slices the same way.
+    """
+    if len(values) == 0:
+        return np.zeros(0, dtype=values.dtype)
+    out: np.ndarray = values[begin]
+    longer = np.flatnonzero(n > 1)
+    if len(longer) == 0:
+        return out
+    if len(longer) * 4 > len(begin):  # mostly long runs: one reduceat is as cheap
+        return np.asarray(ufunc.reduceat(values, begin))
+    bounds = np.empty(2 * len(longer), dtype=np.int64)
+    bounds[0::2] = begin[longer]
+    bounds[1::2] = begin[longer] + n[longer]
+    if bounds[-1] == len(values):  # the last run ends the array: reduceat runs it to the end
+        out[longer] = ufunc.reduceat(values, bounds[:-1])[0::2]
+    else:
+        out[longer] = ufunc.reduceat(values, bounds)[0::2]
+    return out
+
+
+def _means_of_gauges(total: np.ndarray, n: np.ndarray, gauge: np.ndarray) -> np.ndarray:
+    """``total / n`` where ``gauge`` (gauges average, counters and deltas sum)."""
+    out = total.copy()
+    at = np.flatnonzero(gauge)
+    out[at] = total[at] / np.maximum(n[at], 1)
     return out
 
 

@@ -164,3 +164,24 @@ def test_delta_spike_far_above_both_neighbours_without_history() -> None:
     # 400 > 3 x 12 + 10; a quiet 8 among zeros is no spike; the last reading waits for its next
     assert result["flags"].to_list() == [0, 0, qf.SPIKE, 0, 0, 0, 0, 0]
     assert_allclose(result["amount"].to_numpy(), counts)
+
+
+def test_decode_keeps_per_reading_metric_and_kind_of_mixed_batches() -> None:
+    mixed = ReadingBatch(
+        tenant="paris-energy-1",
+        city="paris",
+        device_id="m",
+        gateway_id="g1",
+        received_at_ms=9,
+        metric=[E, "weather.temperature", E],
+        ts_ms=[0, 1, Q],
+        value=[1.0, 12.5, 2.0],
+        unit=["kWh", "Cel", "kWh"],
+        kind=["counter", "gauge", "counter"],
+        seq=[0, 1, 2],
+    )
+    result = decode_batches([_batch("a", [0], [1.0]), mixed, _batch("b", [], [])])
+    assert result["metric"].to_list() == [E, E, "weather.temperature", E]
+    assert result["kind"].to_list() == ["counter", "counter", "gauge", "counter"]
+    assert result["device_id"].to_list() == ["a", "m", "m", "m"]
+    assert result["received_at_ms"].to_list() == [7, 9, 9, 9]

@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose
 
 from pilotstream.registry import load_registry
 from processors.factors import load_factors
-from processors.kernels import emission_deltas, mode_shift_kg, pilot_rules
+from processors.kernels import MetricRule, emission_deltas, mode_shift_kg, pilot_rules
 from processors.kernels import flags as qf
 
 T = 1_704_067_200_000  # 2024-01-01
@@ -93,3 +93,48 @@ def test_masked_windows_keep_actual_but_avoid_nothing() -> None:
     assert result["masked"].to_list() == [True, True, True]
     assert result["avoided_co2e_kg"].to_list() == [0.0, 0.0, 0.0]
     assert result["actual"].to_list() == [8.0, 8.0, 3.0]
+
+
+def test_cached_factors_follow_validity_boundaries_across_calls(tmp_path) -> None:
+    body = (
+        "factor_id,scope,unit,value,basis,source,year,valid_from,valid_to\n"
+        "fr23,grid:FR,kgCO2e/kWh,0.056,lifecycle,Ember,2023,2023-01-01,\n"
+        "fr24,grid:FR,kgCO2e/kWh,0.050,lifecycle,Ember,2024,2024-01-01,\n"
+        "fr-h,grid:FR,kgCO2e/kWh,0.030,direct,RTE,2024,2024-01-01T10:00:00Z,2024-01-01T11:00:00Z\n"
+    )
+    (tmp_path / "f.csv").write_text(body)
+    factors = load_factors(tmp_path / "f.csv")
+    rules = _rules("paris-energy-1")
+    hour = 3_600_000
+    expected = {  # window start -> factor id: before, inside and after the hourly row
+        T - 1: "fr23",
+        T: "fr24",
+        T + 10 * hour - 1: "fr24",
+        T + 10 * hour: "fr-h",
+        T + 11 * hour - 1: "fr-h",
+        T + 11 * hour: "fr24",
+    }
+    for start, factor_id in [*expected.items(), *reversed(expected.items())]:  # cache hits too
+        w = _windows(["energy.active.import"], [1.0], [2.0]).with_columns(
+            bucket_start_ms=pl.lit(start, pl.Int64)
+        )
+        result = emission_deltas(w, rules=rules, factors=factors)
+        assert result["factor_id"].to_list() == [factor_id]
+    w = _windows(["energy.active.import"] * 3, [1.0] * 3, [2.0] * 3).with_columns(
+        bucket_start_ms=pl.Series([T + 10 * hour, T - 1, T + 10 * hour])
+    )
+    result = emission_deltas(w, rules=rules, factors=factors)
+    assert result["factor_id"].to_list() == ["fr-h", "fr23", "fr-h"]
+    assert_allclose(result["factor"].to_numpy(), [0.030, 0.056, 0.030])
+
+
+def test_unknown_metric_and_scope_leave_factor_null_and_mask() -> None:
+    rules = dict(_rules("paris-energy-1"))
+    rules["power.active"] = MetricRule("power.active", "actual", (("nope:scope", 1.0),))
+    w = _windows(
+        ["weather.temperature", "power.active", "energy.active.import"], [1.0] * 3, [2.0] * 3
+    )
+    result = emission_deltas(w, rules=rules, factors=FACTORS)
+    assert result["factor"].to_list() == [0.0, 0.0, 0.056]
+    assert result["factor_id"].to_list() == ["", "", "grid-fr-2023"]
+    assert result["masked"].to_list() == [True, True, False]

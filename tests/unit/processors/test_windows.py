@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
+from numpy.testing import assert_array_equal
 from polars.testing import assert_frame_equal
 
 from processors.kernels import aggregate, clean, dedup
 from processors.kernels import flags as qf
+from processors.kernels.windows import window_arrays
 
 from .simdata import readings
 
@@ -65,3 +68,29 @@ def test_gauges_average_in_the_window_of_their_timestamp() -> None:
     assert result["bucket_start_ms"].to_list() == [0, H]
     assert result["actual"].to_list() == [11.0, 20.0]
     assert result["width_s"].to_list() == [3600, 3600]
+
+
+def test_window_sums_equal_reduceat_for_any_mix_of_run_lengths() -> None:
+    rng = np.random.default_rng(3)
+    for single_share in (1.0, 0.95, 0.5, 0.0):  # share of one-reading windows
+        n = 2000
+        code = np.sort(rng.integers(0, 50, n))
+        step = np.where(rng.random(n) < single_share, Q, Q // 4)
+        ts = np.cumsum(step) + code * 10**9
+        amount = rng.uniform(-1, 1, n) * 10.0 ** rng.integers(-8, 8, n)
+        flags = rng.integers(0, 2**7, n)
+        for gauge in (np.zeros(n, dtype=bool), np.ones(n, dtype=bool)):
+            w = window_arrays(
+                code=code,
+                ts=ts,
+                gauge=gauge,
+                amount=amount,
+                flags=flags,
+                interval=np.full(50, float(Q)),
+                width_s=900,
+                min_coverage=0.0,
+            )
+            sums = np.add.reduceat(amount, w.head)
+            assert_array_equal(w.actual, sums / w.n_readings if gauge[0] else sums)
+            assert_array_equal(w.flags, np.bitwise_or.reduceat(flags, w.head))
+        assert (w.n_readings == 1).any() or single_share == 0.0
