@@ -141,6 +141,7 @@ class _Emitted:
         self.flags, self.flags_null = column("flags", 0)
         self.revision, self.revision_null = column("revision", 0)
         self.replaced = np.zeros(emitted.height, dtype=bool)
+        self.any_null = bool(self.n_null.any() or self.flags_null.any())
 
     def restate(
         self, w: WindowArrays, closed: np.ndarray, code: np.ndarray, width_s: int
@@ -163,12 +164,12 @@ class _Emitted:
             ours = w.actual[at_closed]
             with np.errstate(invalid="ignore"):
                 moved = np.abs(ours - self.actual[at]) > 1e-9 * (1 + np.abs(ours))
-            changed[was] = (
-                ~known
-                | (~self.n_null[at] & (self.n[at] != w.n_readings[at_closed]))
-                | (~self.flags_null[at] & (self.flags[at] != w.flags[at_closed]))
-                | moved
-            )
+            n_differs = self.n[at] != w.n_readings[at_closed]
+            flags_differ = self.flags[at] != w.flags[at_closed]
+            if self.any_null:  # nulls in the emitted row compare equal
+                n_differs &= ~self.n_null[at]
+                flags_differ &= ~self.flags_null[at]
+            changed[was] = ~known | n_differs | flags_differ | moved
             revision_was = np.where(known, self.revision[at] + 1, 1)
             self.replaced[at[changed[was]]] = True
         revision = np.ones(len(found), dtype=np.int64)

@@ -35,6 +35,8 @@ class SortedRows:
 
     def take(self, keep: np.ndarray) -> SortedRows:
         """The rows where ``keep`` is True (still sorted)."""
+        if keep.all():
+            return self
         return SortedRows(
             frame=self.frame,
             order=self.order[keep],
