@@ -172,6 +172,14 @@ class StoredBaselines:
         fresh, carried = scored.head(windows.height), scored.slice(windows.height)
         self._keep_waiting(scored.filter(pl.col("_wait")), now, windows.columns)
         released = carried.filter(~pl.col("_wait") & pl.col("baseline").is_not_null())
+        if carried.height or self.pending():
+            log.info(
+                "baseline_waiting",
+                carried=carried.height,
+                released=released.height,
+                without=carried.filter(~pl.col("_wait") & pl.col("baseline").is_null()).height,
+                waiting=self.pending(),
+            )
         cols = [*windows.columns, "baseline", "baseline_model_id", "reporting"]
         return pl.concat([fresh.select(cols), released.select(cols)])
 
