@@ -29,6 +29,7 @@ Dead letters and stored readings that match no sent reading are returned beside 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -241,11 +242,18 @@ def _pivot(outcomes: pl.DataFrame) -> pl.DataFrame:
 def render_confusion(c: Confusion, *, title: str | None = None) -> Table:
     """The table for ``rich`` (``Console().print(render_confusion(c))``): zero cells dimmed,
     ``missing`` in red when not zero."""
+    from rich import box
     from rich.table import Table
 
-    t = Table(title=title or "What became of every reading the simulator sent, by injected fault")
-    for col in c.table.columns:
-        t.add_column(col, justify="left" if col == "kind" else "right")
+    t = Table(
+        title=title or "What became of every reading the simulator sent, by injected fault",
+        box=box.SIMPLE_HEAD,  # no vertical rules: the 15 columns of a demo run fit 150 characters
+    )
+    for col in c.table.columns:  # headers word by word on separate lines keep columns narrow
+        head = col if col == "kind" else re.sub(r"[: _]", "\n", col)
+        values = c.table[col].cast(pl.String).to_list()
+        width = max(len(line) for line in [*head.split("\n"), *values])
+        t.add_column(head, justify="left" if col == "kind" else "right", min_width=width)
     for row in c.table.iter_rows(named=True):
         cells = [row["kind"]]
         for col in c.table.columns[1:]:
