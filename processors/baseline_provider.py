@@ -302,19 +302,21 @@ class StoredBaselines:
                 baseline_model_id=pl.lit(""),
                 _wait=pl.col("_wait"),
             )
-        temperature = None
+        temperature, settled = None, None
         if any(m.method != "tow" for m in models):
             lo = int(group["bucket_start_ms"].min())  # type: ignore[arg-type]
             hi = int(group["bucket_start_ms"].max()) + HOUR_MS  # type: ignore[arg-type]
+            # settled first: what is settled then is stored when the hours are read after it
+            settled = await self._temps.settled_until(city.id, lo - DAY_MS)
             temperature = await self._temps.hours(city.id, lo, hi)
         pred = predict_windows(models, out.select(cols), tz=city.tz, temperature=temperature)
         out = out.with_columns(pred["baseline"], pred["baseline_model_id"])  # input order kept
         if temperature is not None:
-            out = await self._wait_for_temperature(out, models, city.id)
+            out = self._wait_for_temperature(out, models, settled)
         return out.select("_r", "baseline", "baseline_model_id", "_wait")
 
-    async def _wait_for_temperature(
-        self, out: pl.DataFrame, models: list[FittedModel], city: str
+    def _wait_for_temperature(
+        self, out: pl.DataFrame, models: list[FittedModel], settled: int | None
     ) -> pl.DataFrame:
         """Temperature-model windows without a baseline wait unless their hour is settled."""
         driven = [(m.device_id, m.metric) for m in models if m.method != "tow"]
@@ -326,14 +328,20 @@ class StoredBaselines:
         )
         if missing.is_empty():
             return out
-        lo = int(missing["bucket_start_ms"].min())  # type: ignore[arg-type]
-        settled = await self._temps.settled_until(city, lo - DAY_MS)
         # a missing hour is final once the stations are settled past it and its interpolation span
         span_ms = (self._max_gap_h + 1) * HOUR_MS
         hour = (pl.col("bucket_start_ms") // HOUR_MS) * HOUR_MS
         unsettled = missing.filter(
             pl.lit(settled is None) | (hour + span_ms > (settled if settled is not None else 0))
         )["_r"]
+        final = missing.filter(~pl.col("_r").is_in(unsettled.implode()))
+        if final.height:
+            log.info(
+                "baseline_temperature_missing",
+                windows=final.height,
+                first_ms=int(final["bucket_start_ms"].min()),  # type: ignore[arg-type]
+                settled_ms=settled,
+            )
         return out.with_columns(_wait=pl.col("_wait") | pl.col("_r").is_in(unsettled.implode()))
 
     async def _models_for(
