@@ -165,6 +165,8 @@ def _pair_factors(
     """
     entry = _PAIRS.get(id(factors))
     if entry is None or entry[0]() is not factors:
+        for key in [k for k, (ref, _, _) in _PAIRS.items() if ref() is None]:
+            del _PAIRS[key]  # tables gone
         bounds = factors.frame.select(edge=pl.concat_list("valid_from_ms", "valid_to_ms"))
         edges = np.sort(bounds["edge"].explode().drop_nulls().unique().to_numpy())
         entry = (weakref.ref(factors), edges, {})
