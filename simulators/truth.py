@@ -7,6 +7,8 @@ Semantics (the processors follow the same; also written next to the truth files 
   ``energy.heat``: the pilot's ``heat_scope``): ``avoided = baseline - actual`` kWh,
   ``avoided_co2e_kg = avoided * factor``. A register's consumption between two readings belongs to
   the local day of the earlier reading; a per-interval reading at ``ts`` covers ``[ts, ts + step)``.
+- PV generation (``energy.pv.daily``, a counter reset at local midnight): every kWh generated
+  displaces grid electricity: ``avoided = actual`` kWh, ``avoided_co2e_kg = avoided * grid factor``.
 - Car counts (``traffic.count.car``): ``avoided = baseline - actual`` vehicles,
   ``avoided_co2e_kg = avoided * car_trip_km * EF(mode:car_combustion)``.
 - Shared e-bike / e-scooter trips (``trip.distance.{mode}``): every km replaces the pilot's
@@ -149,6 +151,9 @@ def _rule(scn: Scenario, tenant: str, metric: str) -> tuple[str, str, str, float
     if metric in ("energy.active.import", "energy.lighting"):
         ef, fid = factor(f"grid:{country}")
         return tenant, metric, "kWh", 1.0, False, ef, fid
+    if metric == "energy.pv.daily":  # generation displaces grid electricity
+        ef, fid = factor(f"grid:{country}")
+        return tenant, metric, "kWh", 1.0, True, ef, fid
     if metric == "energy.heat":
         scope = p.get("heat_scope")
         if not isinstance(scope, str):

@@ -101,8 +101,10 @@ def pv_inverter(ctx: ModelContext, g: DeviceGroup, ids: tuple[str, ...]) -> list
     first = np.r_[True, ctx.local.day[1:] != ctx.local.day[:-1]]
     day_start = np.maximum.accumulate(np.where(first, np.arange(m), 0))
     daily = np.round(before - before[:, day_start], 3)
+    # truth: the generation, avoided grid electricity (the same with or without the pilot)
+    truth = day_totals(ctx.local.day, flow, flow)
     return [
-        dense_block("energy.pv.daily", ids, ctx.grid, daily),
+        _with_truth(dense_block("energy.pv.daily", ids, ctx.grid, daily), truth),
         dense_block("power.active", ids, ctx.grid, kw),
     ]
 

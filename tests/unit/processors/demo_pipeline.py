@@ -170,7 +170,7 @@ def accuracy(scored: pl.DataFrame, truth: pl.DataFrame, scn: Any) -> pl.DataFram
     """Avoided amount and kgCO2e per pilot and metric over the reporting period, beside the truth.
 
     Truth rows count from the intervention's local date on (the truth counts mode-shift km on
-    every day); PV generation is not in the truth.
+    every day); PV generation counts as avoided grid electricity in both.
     """
     ours = scored.group_by("tenant", "metric").agg(
         avoided=pl.col("delta").sum(),
