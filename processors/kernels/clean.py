@@ -103,8 +103,12 @@ def robust_stats(frame: pl.DataFrame) -> pl.DataFrame:
 def kind_bits(kind: pl.Series, stuck_kinds: Iterable[str]) -> np.ndarray:
     """COUNTER, GAUGE and STUCK_CHECKED bits of each reading's kind."""
 
+    masks: dict[str, np.ndarray] = {}
+
     def bit(name: str, value: int) -> np.ndarray:
-        return (kind == name).fill_null(False).to_numpy().astype(np.int8) * np.int8(value)
+        if name not in masks:  # one comparison per kind name
+            masks[name] = (kind == name).fill_null(False).to_numpy()
+        return masks[name].astype(np.int8) * np.int8(value)
 
     bits: np.ndarray = bit("counter", COUNTER) | bit("gauge", GAUGE)
     for k in dict.fromkeys(stuck_kinds):

@@ -39,6 +39,7 @@ from processors.kernels.rows import (
     evict,
     sort_rows,
     split_devices,
+    watermark_rows,
 )
 from processors.kernels.windows import bucket_start, empty_windows
 
@@ -108,7 +109,12 @@ def step(
     frame = pl.concat([buffer, incoming.with_columns(anchor=pl.lit(False))])
     rows, index = sort_rows(frame, emitted, params.clean.stuck_kinds)
     names, device_of = device_runs(index)
-    wm_before = device_watermarks(names, state.watermarks)
+    wm_at = watermark_rows(names, state.watermarks)  # None: a device has two rows
+    if wm_at is None:
+        wm_before = device_watermarks(names, state.watermarks)
+    else:
+        known = state.watermarks["watermark_ms"].fill_null(NO_WATERMARK).to_numpy()
+        wm_before = np.append(known, NO_WATERMARK)[wm_at]  # -1 picks the appended "unknown"
 
     # first arrival wins: the buffer's copy, else the earliest in the batch
     new = rows.order >= buffer.height
@@ -136,7 +142,10 @@ def step(
         batch_max[row_device[starts]] = np.maximum.reduceat(accepted, starts)
     wm_after = np.maximum(wm_before, batch_max)
     seen = batch_max != NO_WATERMARK
-    watermarks = _advance(state.watermarks, names.filter(seen), batch_max[seen], now_ms)
+    if wm_at is None:
+        watermarks = _advance(state.watermarks, names.filter(seen), batch_max[seen], now_ms)
+    else:
+        watermarks = _advance_rows(state.watermarks, wm_at, names, batch_max, now_ms)
 
     done = close(
         rows,
@@ -268,6 +277,33 @@ def _advance(
         )
         .drop("batch_max")
     )
+
+
+def _advance_rows(
+    watermarks: pl.DataFrame, at: np.ndarray, names: pl.Series, batch_max: np.ndarray, now_ms: int
+) -> pl.DataFrame:
+    """:func:`_advance` given each device's row in ``watermarks`` (``at``, -1: none)."""
+    seen = batch_max != NO_WATERMARK
+    update = np.flatnonzero(seen & (at >= 0))
+    rows = at[update]
+    wm = watermarks["watermark_ms"]
+    old = wm.gather(rows).fill_null(NO_WATERMARK).to_numpy()
+    out = watermarks.with_columns(
+        wm.clone().scatter(rows, np.maximum(old, batch_max[update])),
+        watermarks["last_seen_ms"].clone().scatter(rows, now_ms),
+    )
+    added = np.flatnonzero(seen & (at < 0))
+    if len(added) == 0:
+        return out
+    new = pl.DataFrame(
+        {
+            "device_id": names.gather(added),
+            "watermark_ms": batch_max[added],
+            "last_seen_ms": np.full(len(added), now_ms, dtype=np.int64),
+        },
+        schema=watermarks.schema,
+    )
+    return pl.concat([out, new])
 
 
 def _rejected(

@@ -109,6 +109,17 @@ def device_watermarks(names: pl.Series, watermarks: pl.DataFrame) -> np.ndarray:
     return found["watermark_ms"].fill_null(NO_WATERMARK).to_numpy()
 
 
+def watermark_rows(names: pl.Series, watermarks: pl.DataFrame) -> np.ndarray | None:
+    """Row of each device of ``names`` in ``watermarks`` (-1: none; None: a device repeats)."""
+    table = watermarks.select("device_id").with_row_index("_w")
+    left = names.to_frame("device_id")
+    try:
+        found = left.join(table, on="device_id", how="left", maintain_order="left", validate="m:1")
+    except pl.exceptions.ComputeError:
+        return None
+    return found["_w"].cast(pl.Int64).fill_null(-1).to_numpy()
+
+
 def evict(
     rows: SortedRows,
     watermark: np.ndarray,
