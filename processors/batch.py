@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import polars as pl
 
@@ -45,9 +46,9 @@ from storage.writer import CommitResult, Writer
 History = Callable[[list[str]], Awaitable[pl.DataFrame]]  # device ids -> stored readings
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """The parts of a Kafka record the processor uses."""
+class Record(NamedTuple):
+    """The parts of a Kafka record the processor uses (a tuple: one is made per Kafka record,
+    and a frozen dataclass costs ~10 us each, 0.5 s per 2M readings)."""
 
     offset: int  # Kafka offset
     key: bytes | None  # device id
@@ -94,6 +95,7 @@ class BatchProcessor:
         group: str,
         history: History | None = None,
         dead_letter_max_bytes: int = 4096,
+        deltas: bool = True,
     ):
         if not topic or not group:
             msg = "topic and group must not be empty"
@@ -106,6 +108,7 @@ class BatchProcessor:
         self._group = group
         self._history = history
         self._max_bytes = dead_letter_max_bytes
+        self._deltas = deltas  # False: no deltas topic, so no WindowDelta objects are built
         self._rules: dict[str, dict[str, MetricRule]] = {
             t: pilot_rules(p, registry.cities[p.city]) for t, p in registry.pilots.items()
         }
@@ -220,7 +223,9 @@ class BatchProcessor:
             group=self._group,
             generation=self.generation,
         )
-        deltas = window_deltas(rows, commit.windows_changed) if rows is not None else []
+        deltas = []
+        if rows is not None and self._deltas:
+            deltas = window_deltas(rows, commit.windows_changed)
         return PollResult(
             commit,
             deltas,

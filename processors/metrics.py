@@ -5,11 +5,49 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from pilotstream.ops_http import serve_ops
+
+
+@dataclass
+class BatchTimes:
+    """Where the time of the last polls went, logged as one ``batch_times`` line per period."""
+
+    period_s: float = 10.0  # how often :meth:`maybe_log` emits
+    polls: int = 0
+    readings: int = 0
+    prepare_s: list[float] = field(default_factory=list)  # decode + kernels + scoring, per poll
+    wait_s: list[float] = field(default_factory=list)  # waiting for the previous commit
+    commit_s: list[float] = field(default_factory=list)  # one transaction, per poll
+    since: float = field(default_factory=time.monotonic)
+
+    def maybe_log(self, log: Any) -> None:
+        """Emit the period's counts, sums and maxima, then start a new period."""
+        now = time.monotonic()
+        if now - self.since < self.period_s or not self.polls:
+            return
+        log.info(
+            "batch_times",
+            polls=self.polls,
+            readings=self.readings,
+            seconds=round(now - self.since, 1),
+            **{
+                f"{name}_{agg}": round(fn(values), 3) if values else 0.0
+                for name, values in (
+                    ("prepare_s", self.prepare_s),
+                    ("wait_s", self.wait_s),
+                    ("commit_s", self.commit_s),
+                )
+                for agg, fn in (("sum", sum), ("max", max))
+            },
+        )
+        self.polls = self.readings = 0
+        self.prepare_s, self.wait_s, self.commit_s = [], [], []
+        self.since = now
 
 
 class ProcessorMetrics:

@@ -31,10 +31,10 @@ from aiokafka.errors import TopicAlreadyExistsError
 from pilotstream.logs import get_logger
 from pilotstream.registry import load_registry
 from processors.baseline_provider import BaselineProvider, StoredBaselines
-from processors.batch import BatchProcessor, PollResult, Record
+from processors.batch import BatchProcessor, PollResult, Prepared, Record
 from processors.factors import load_factors
 from processors.kernels import EventTimeParams
-from processors.metrics import ProcessorMetrics, serve_http
+from processors.metrics import BatchTimes, ProcessorMetrics, serve_http
 from processors.settings import ProcessorSettings
 from processors.sink import DeltaPublisher
 from processors.state import load_history, recent_devices
@@ -72,6 +72,7 @@ class ProcessorService:
     def __init__(self, settings: ProcessorSettings, *, provider: ProviderFactory | None = None):
         self.s = settings
         self.metrics = ProcessorMetrics()
+        self.times = BatchTimes()
         self._provider_factory = provider
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -143,6 +144,7 @@ class ProcessorService:
                     group=s.group_id,
                     history=history,
                     dead_letter_max_bytes=s.dead_letter_max_bytes,
+                    deltas=producer is not None,
                 )
                 publisher = (
                     DeltaPublisher(producer=producer, topic=s.deltas_topic) if producer else None
@@ -224,10 +226,14 @@ class ProcessorService:
                         if tp.topic == s.readings_topic and self._contiguous(consumer, tp, msgs)
                     }
                     prepared = await proc.prepare(records, now_ms=_now_ms())
+                    t_prepared = time.monotonic()
                     await self._flush()  # commits stay in order: the previous one first
+                    self.times.prepare_s.append(t_prepared - started)
+                    self.times.wait_s.append(time.monotonic() - t_prepared)
+                    self.times.polls += 1
                     if prepared is not None:  # committed while the next poll is prepared
                         self._pending = (
-                            asyncio.create_task(proc.commit(prepared), name="commit"),
+                            asyncio.create_task(self._timed_commit(prepared), name="commit"),
                             started,
                         )
                 if started - last_idle >= s.idle_check_s:
@@ -235,6 +241,7 @@ class ProcessorService:
                     await self._flush()
                     idle = await proc.close_idle(now_ms=_now_ms(), idle_ms=s.idle_close_s * 1000)
                     await self._after(idle, started)
+            self.times.maybe_log(log)
             lag = await self._update_lag(consumer)
             quiet = started - max(last_record, self._rebalanced) >= s.exit_when_idle_s
             if s.exit_when_idle_s and lag == 0 and quiet:
@@ -275,6 +282,14 @@ class ProcessorService:
         )
         consumer.seek(tp, expected)
         return False
+
+    async def _timed_commit(self, prepared: Prepared) -> PollResult:
+        assert self._proc is not None
+        t = time.monotonic()
+        result = await self._proc.commit(prepared)
+        self.times.commit_s.append(time.monotonic() - t)
+        self.times.readings += result.readings
+        return result
 
     async def _flush(self) -> None:
         """Wait for the commit in flight (a failed commit raises and ends the service)."""
