@@ -18,6 +18,8 @@ class City:
     name: str  # display name
     country: str  # ISO 3166-1 alpha-2, selects the grid factor
     tz: str  # IANA time zone; daily figures use its local midnight
+    lat: float | None = None  # city centre, degrees north (daylight baselines need it)
+    lon: float | None = None  # city centre, degrees east
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,10 @@ def load_registry(path: Path | None = None) -> Registry:
         where = str(path)
     try:
         data = tomllib.loads(text)
-        cities = {c["id"]: City(c["id"], c["name"], c["country"], c["tz"]) for c in data["cities"]}
+        cities = {
+            c["id"]: City(c["id"], c["name"], c["country"], c["tz"], c.get("lat"), c.get("lon"))
+            for c in data["cities"]
+        }
         pilots = {
             p["tenant"]: Pilot(
                 p["tenant"],

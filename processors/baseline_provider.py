@@ -42,12 +42,15 @@ import psycopg
 from pilotstream.logs import get_logger
 from pilotstream.registry import Registry
 from processors.baselines import FittedModel, fit_devices, predict_windows
+from processors.baselines.daylight import fit_daylight
 from processors.baselines.hourly import HourlyParams, fit_hourly
 from processors.city_temperature import CityTemperature
 
 log = get_logger(__name__)
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
+TEMPERATURE_METHODS = frozenset({"hourly", "daily"})  # need the hour's (day's) temperature
+DARKNESS_METRICS = frozenset({"energy.lighting"})  # also fitted with the daylight model
 RECENT_HOURS = 14 * 24  # hourly windows kept per device until it has a model
 WINDOW_KEY = ["device_id", "metric", "width_s", "bucket_start_ms"]
 _RECENT_SCHEMA = {
@@ -303,7 +306,7 @@ class StoredBaselines:
                 _wait=pl.col("_wait"),
             )
         temperature, settled = None, None
-        if any(m.method != "tow" for m in models):
+        if any(m.method in TEMPERATURE_METHODS for m in models):
             lo = int(group["bucket_start_ms"].min())  # type: ignore[arg-type]
             hi = int(group["bucket_start_ms"].max()) + HOUR_MS  # type: ignore[arg-type]
             # settled first: what is settled then is stored when the hours are read after it
@@ -319,7 +322,7 @@ class StoredBaselines:
         self, out: pl.DataFrame, models: list[FittedModel], settled: int | None
     ) -> pl.DataFrame:
         """Temperature-model windows without a baseline wait unless their hour is settled."""
-        driven = [(m.device_id, m.metric) for m in models if m.method != "tow"]
+        driven = [(m.device_id, m.metric) for m in models if m.method in TEMPERATURE_METHODS]
         keys = pl.DataFrame(driven, schema=["device_id", "metric"], orient="row")
         missing = (
             out.join(keys, on=["device_id", "metric"], how="semi")
@@ -468,20 +471,28 @@ class StoredBaselines:
                 history, device_ids=devices, metric=metric, tz=city.tz, period=period, method="tow"
             )
         }
-        best = dict(tow)
+        candidates = list(tow.values())
         if temps is not None and temps.height:
-            towt = fit_hourly(
+            candidates += fit_hourly(
                 hourly,
                 tz=city.tz,
                 metric=metric,
                 period=period,
                 params=HourlyParams(min_days=self._hourly_min_days),
             )
-            for m in towt:
-                other = tow.get(m.device_id)
-                if m.usable and (other is None or _cvrmse(m) < _cvrmse(other)):
-                    best[m.device_id] = m
-        chosen = {d: m for d, m in best.items() if m.sufficient}
+        if metric in DARKNESS_METRICS and city.lat is not None and city.lon is not None:
+            candidates += fit_daylight(
+                hourly, metric=metric, tz=city.tz, period=period, lat=city.lat, lon=city.lon
+            )
+        chosen = best_models(candidates)
+        for d in set(tow) - set(chosen):
+            log.warning(
+                "baseline_not_adequate",
+                device_id=d,
+                metric=metric,
+                cvrmse=round(_cvrmse(tow[d]), 1),
+                sufficient=tow[d].sufficient,
+            )
         for m in chosen.values():
             await self._conn.execute(
                 _STORE,
@@ -540,6 +551,20 @@ def _from_row(
         sufficient=True,
         model_id=model_id,
     )
+
+
+def best_models(candidates: list[FittedModel]) -> dict[str, FittedModel]:
+    """Per device, the usable model (sufficient data, ASHRAE Guideline 14 fit) of lowest CV(RMSE).
+
+    A device whose every model misses the thresholds gets none: its windows carry no savings,
+    rather than savings from a model that does not describe it (e.g. an EV charger's sessions).
+    """
+    best: dict[str, FittedModel] = {}
+    for m in candidates:
+        other = best.get(m.device_id)
+        if m.usable and (other is None or _cvrmse(m) < _cvrmse(other)):
+            best[m.device_id] = m
+    return best
 
 
 def _cvrmse(m: FittedModel) -> float:

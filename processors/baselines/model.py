@@ -19,7 +19,7 @@ import polars as pl
 
 from processors.baselines.metrics import FitMetrics
 
-METHODS = ("daily", "hourly", "tow")
+METHODS = ("daily", "daylight", "hourly", "tow")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,6 +19,8 @@ import numpy as np
 import polars as pl
 
 from processors.baselines.daily import predict_daily
+from processors.baselines.daylight import METHOD as METHOD_DAYLIGHT
+from processors.baselines.daylight import predict_daylight
 from processors.baselines.hourly import N_TOW, calendar_of, predict_hourly
 from processors.baselines.model import FittedModel, stacked
 
@@ -162,7 +164,9 @@ def _predict_other(
     parts = []
     for (name, _), sub in rows.group_by("_method", "metric", maintain_order=True):
         chosen = [models[i] for i in np.unique(sub["_model"].to_numpy())]  # one per device
-        if name == "hourly":
+        if name == METHOD_DAYLIGHT:  # darkness-driven: no temperature, the window's own dark share
+            pred = predict_daylight(chosen, sub, tz=tz)
+        elif name == "hourly":
             pred = predict_hourly(chosen, sub.with_columns(ts_ms=pl.col("_hour")), tz=tz)
             pred = pred.with_columns(baseline=pl.col("baseline") * scale)
         else:

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from processors.baseline_provider import DARKNESS_METRICS, best_models
 from processors.baselines import (
     FittedModel,
     HourlyParams,
@@ -23,6 +24,7 @@ from processors.baselines import (
     fit_hourly,
     predict_windows,
 )
+from processors.baselines.daylight import fit_daylight
 from processors.factors import load_factors
 from processors.kernels import (
     READING_SCHEMA,
@@ -103,7 +105,7 @@ def scored_hours(
         models: list[FittedModel] = []
         for metric, rule in rules.items():
             if rule.saving == "baseline_minus_actual":
-                models += _fit(mine, metric, city.tz, period, temps, hourly_min_days)
+                models += _fit(mine, metric, city, period, temps, hourly_min_days)
         predicted = predict_windows(
             models,
             reporting.select("device_id", "metric", "bucket_start_ms", "width_s"),
@@ -128,12 +130,13 @@ def _city_temperature(hours: pl.DataFrame, registry: Any, city: str) -> pl.DataF
 def _fit(
     hours: pl.DataFrame,
     metric: str,
-    tz: str,
+    city: Any,
     period: tuple[int, int],
     temps: pl.DataFrame,
     hourly_min_days: int | None,
 ) -> list[FittedModel]:
-    """Time-of-week per device, the temperature model where usable and better (as the provider)."""
+    """Per device the usable model of lowest CV(RMSE), as the provider chooses it."""
+    tz = city.tz
     rows = hours.filter(
         (pl.col("metric") == metric) & pl.col("bucket_start_ms").is_between(*period, closed="left")
     )
@@ -148,22 +151,20 @@ def _fit(
 
     devices = rows["device_id"].unique().sort().to_list()
     kw: dict[str, Any] = {"device_ids": devices, "metric": metric, "tz": tz, "period": period}
-    best = {m.device_id: m for m in fit_devices(history, method="tow", **kw)}
+    candidates = fit_devices(history, method="tow", **kw)
     if temps.height:
         if hourly_min_days is None:
-            hourly = fit_devices(history, method="hourly", **kw)
+            candidates += fit_devices(history, method="hourly", **kw)
         else:
             params = HourlyParams(min_days=hourly_min_days)
-            hourly = fit_hourly(history_rows, tz=tz, metric=metric, period=period, params=params)
-        for m in hourly:
-            other = best.get(m.device_id)
-            if m.usable and (other is None or _cvrmse(m) < _cvrmse(other)):
-                best[m.device_id] = m
-    return [m for m in best.values() if m.sufficient]
-
-
-def _cvrmse(m: FittedModel) -> float:
-    return float("inf") if m.metrics is None else m.metrics.cvrmse
+            candidates += fit_hourly(
+                history_rows, tz=tz, metric=metric, period=period, params=params
+            )
+    if metric in DARKNESS_METRICS and city.lat is not None and city.lon is not None:
+        candidates += fit_daylight(
+            history_rows, metric=metric, tz=tz, period=period, lat=city.lat, lon=city.lon
+        )
+    return list(best_models(candidates).values())
 
 
 def accuracy(scored: pl.DataFrame, truth: pl.DataFrame, scn: Any) -> pl.DataFrame:
