@@ -50,3 +50,13 @@ def test_stored_readings_are_the_sent_ones_less_the_refused(
         ).fetchone()
     assert row is not None
     assert 0.95 * live.readings_sent < row[0] <= live.readings_sent
+
+
+def test_avoided_emissions_per_pilot_are_within_3_percent_of_the_truth(live: DemoResult) -> None:
+    pilots = live.pilots.select("tenant", "truth_kg", "pipeline_kg", "diff_kg_pct")
+    assert pilots.height == 10  # every pilot of the scenario, each with a truth to compare
+    off = pilots.filter(pl.col("diff_kg_pct").abs() > 3.0)
+    assert off.is_empty(), f"pilots outside 3 % of the truth:\n{off}"
+    energy = live.pilots.filter(pl.col("truth_kwh") != 0)
+    assert energy.height == 5
+    assert (energy["diff_kwh_pct"].abs() <= 3.0).all(), energy
