@@ -28,7 +28,7 @@ from processors.kernels.keys import (
     sort_order,
 )
 from processors.kernels.params import EventTimeParams
-from processors.kernels.rows import NO_WATERMARK, SortedRows, buffer_of, evict
+from processors.kernels.rows import NO_WATERMARK, SortedRows, buffer_frame, kept_rows
 from processors.kernels.windows import WINDOW_SCHEMA, WindowArrays, windows_by_width
 
 
@@ -111,10 +111,11 @@ def close(
         part["head"] = live[part["head"]]
         parts.append(part)
     windows = _window_frame(rows, parts)
+    keep = kept_rows(rows, final, rules)
     new_code = windows["_code"].to_numpy()
     windows = windows.drop("_code")
     return Closed(
-        buffer=buffer_of(evict(rows, watermark, rules, final=final)),
+        buffer=buffer_frame(rows.frame, rows.order[keep], final[keep]),
         emitted=_next_emitted(
             (emitted, emitted_code, ~before.replaced), (windows, new_code), watermark, rules
         ),

@@ -129,12 +129,20 @@ def evict(
 ) -> SortedRows:
     """Drop final readings, keeping the last few per key as anchors (``anchor`` = final).
 
-    Rows are sorted by (key, time) and finality is a time threshold per device, so a key's final
-    rows are a prefix of its rows: positions come from array arithmetic. ``final`` (per row)
-    saves recomputing it when the caller has it.
+    ``final`` (per row) saves recomputing it when the caller has it.
     """
     if final is None:
         final = rows.final_end(rules.widest_s) + rules.allowed_lateness_ms < watermark[rows.code]
+    keep = kept_rows(rows, final, rules)
+    return replace(rows.take(keep), anchor=final[keep])
+
+
+def kept_rows(rows: SortedRows, final: np.ndarray, rules: EventTimeParams) -> np.ndarray:
+    """Rows that stay in the buffer: those not final, and the last few final ones per key.
+
+    Rows are sorted by (key, time) and finality is a time threshold per device, so a key's final
+    rows are a prefix of its rows: positions come from array arithmetic.
+    """
     start, key = run_ids(rows.code)
     n_final = np.bincount(key, final, len(start)).astype(np.int64)
     position = np.arange(len(rows.code)) - start[key]
@@ -142,10 +150,15 @@ def evict(
     # counters keep three: a glitch or reset is judged on the two readings before it
     counter = (rows.kinds & COUNTER) != 0
     keep_n = np.where(stuck, rules.clean.stuck_run - 1, np.where(counter, 3, 1))
-    keep = ~final | (position >= n_final[key] - keep_n)
-    return replace(rows.take(keep), anchor=final[keep])
+    keep: np.ndarray = ~final | (position >= n_final[key] - keep_n)
+    return keep
 
 
 def buffer_of(rows: SortedRows) -> pl.DataFrame:
     """The rows as a buffer frame (reading columns and ``anchor``), sorted."""
-    return rows.frame[rows.order].with_columns(anchor=pl.Series(rows.anchor, dtype=pl.Boolean))
+    return buffer_frame(rows.frame, rows.order, rows.anchor)
+
+
+def buffer_frame(frame: pl.DataFrame, order: np.ndarray, anchor: np.ndarray) -> pl.DataFrame:
+    """Rows ``order`` of ``frame`` as a buffer frame with their ``anchor`` flags."""
+    return frame[order].with_columns(anchor=pl.Series(anchor, dtype=pl.Boolean))
