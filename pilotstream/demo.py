@@ -60,12 +60,12 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     stack.up(settings, _say)
     result = run_demo(settings, _say, scenario=args.scenario, processors=args.processors)
-    ok = render(result, pg_port=settings.pg_port)
+    ok = render(result, pg_port=settings.pg_port, dsn=result.run.dsn(settings))
     _say(f"done in {time.monotonic() - t0:.0f} s")
     return EXIT_FAILED if args.strict and not ok else EXIT_OK
 
 
-def render(r: DemoResult, *, pg_port: int = 15432) -> bool:
+def render(r: DemoResult, *, pg_port: int = 15432, dsn: str | None = None) -> bool:
     """Print the figures; True when every pilot is within the tolerance of the truth."""
     from rich.console import Console
     from rich.table import Table
@@ -102,16 +102,18 @@ def render(r: DemoResult, *, pg_port: int = 15432) -> bool:
     q.add_row("refused by the broker (publish outside own prefix)", str(r.refused_by_broker))
     q.add_row("readings sent", str(r.readings_sent))
     q.add_row("readings stored (once each)", str(r.quality["readings_stored"]))
-    q.add_row("windows restated by late data (revision > 1)", str(r.quality["windows_restated"]))
+    q.add_row(
+        "windows restated: late data, or a baseline scored later (revision > 1)",
+        str(r.quality["windows_restated"]),
+    )
     for row in r.rejections.iter_rows(named=True):
         q.add_row(f"rejected: {row['reason']}", str(row["count"]))
     con.print(q)
-    f = Table(title="Faults the simulator injected")
-    f.add_column("kind")
-    f.add_column("count", justify="right")
-    for row in r.faults.iter_rows(named=True):
-        f.add_row(row["kind"], str(row["count"]))
-    con.print(f)
+    if dsn is not None:  # every reading sent: the fault injected in it and what became of it
+        from deploy.local.confusion import fault_confusion, render_confusion
+
+        title = "Readings sent, by injected fault (rows) and outcome (columns)"
+        con.print(render_confusion(fault_confusion(r.out_dir, dsn), title=title))
     rate = r.readings_sent / max(r.publish_s + r.drain_s, 1e-9)
     lat = r.latency_ms
     con.print(
