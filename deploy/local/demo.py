@@ -30,7 +30,11 @@ Say = Callable[[str], None]
 WIDTH_S = 3600  # the window width the figures are summed over (15-min results hold the same data)
 # The demo scenario has a 28-day baseline period (CalTRACK asks a year): the processors fit on those
 # 28 days and may use the temperature model on them; they exit once idle, closing open windows.
+# Lateness: the scenario delays some messages by 1-6 hours (a gateway buffering its uplinks);
+# within 5 h they restate their windows, beyond it they are refused as too_late.
+DEMO_LATENESS_S = 5 * 3600
 DEMO_PROCESSOR_FLAGS = [
+    "--allowed-lateness-s", str(DEMO_LATENESS_S),
     "--exit-when-idle-s", "6",
     "--idle-close-s", "60",
     "--baseline-days", "28",

@@ -5,7 +5,8 @@ that closed or changed (with their revision) and the readings refused. Nothing h
 the caller passes ``now_ms``. Feeding the same per-device-ordered readings in any split of batches
 gives the same final window results as one call, which the unit tests check.
 
-Rules, per device (the watermark is the largest event time seen for the device):
+Rules, per device (the watermark is the largest event time seen for the device, in arrival order:
+a reading is judged against the readings of its device that arrived before it, in this batch too):
 - a window closes when the watermark passes its end;
 - a reading whose widest window ended more than ``allowed_lateness_ms`` before the watermark
   is refused with reason ``too_late``; one within the lateness restates its windows (revision + 1);
@@ -95,7 +96,8 @@ class StepResult:
 def step(
     state: EventTimeState, readings: pl.DataFrame, *, now_ms: int, params: EventTimeParams
 ) -> StepResult:
-    """Advance the state by one batch of readings (any order, duplicates allowed)."""
+    """Advance the state by one batch of readings (duplicates allowed). Rows of a device are in
+    arrival order (the order lateness is judged in); devices may interleave in any order."""
     incoming = readings.select(list(READING_SCHEMA))
     if dict(incoming.schema) != READING_SCHEMA:
         incoming = incoming.cast(READING_SCHEMA)  # type: ignore[arg-type]
@@ -120,9 +122,13 @@ def step(
     new = rows.order >= buffer.height
     duplicate = new & same_as_previous(rows.code, rows.ts)
     fresh = new & ~duplicate
-    wm_row = wm_before[device_of[rows.code]]
+    first_device = device_of[rows.code]
     future = fresh & (rows.ts > now_ms + params.max_future_ms)
-    late = fresh & ~future & (rows.final_end(params.widest_s) + params.allowed_lateness_ms < wm_row)
+    deadline = rows.final_end(params.widest_s) + params.allowed_lateness_ms
+    wm_row = _arrival_watermarks(
+        first_device, rows.order, rows.ts, fresh & ~future, wm_before[first_device], deadline
+    )
+    late = fresh & ~future & (deadline < wm_row)
     refused = future | late
     rejected = _rejected(
         incoming,
@@ -304,6 +310,40 @@ def _advance_rows(
         schema=watermarks.schema,
     )
     return pl.concat([out, new])
+
+
+def _arrival_watermarks(
+    device: np.ndarray,
+    order: np.ndarray,
+    ts: np.ndarray,
+    counts: np.ndarray,
+    before: np.ndarray,
+    deadline: np.ndarray,
+) -> np.ndarray:
+    """Each row's device watermark when the row arrived: ``before`` (earlier batches) raised by
+    the ``counts`` rows of the same device that arrived earlier in this batch (``order``).
+
+    Rows are grouped by device. A device's readings keep their order through the broker, the
+    gateway and Kafka, so this makes ``too_late`` independent of where polls are cut (live and
+    replay refuse the same readings). The exact pass runs only when some row could be late.
+    """
+    if len(ts) == 0:
+        return before
+    starts = np.flatnonzero(~same_as_previous(device))
+    newest = np.maximum.reduceat(np.where(counts, ts, NO_WATERMARK), starts)
+    top = np.maximum(before, np.repeat(newest, np.diff(starts, append=len(ts))))
+    if not (counts & (deadline < top)).any():
+        return before
+    perm = np.lexsort((order, device))
+    earlier = (
+        pl.DataFrame({"d": device[perm], "v": np.where(counts, ts, NO_WATERMARK)[perm]})
+        .select(pl.col("v").cum_max().shift(1).over("d").fill_null(NO_WATERMARK))
+        .to_series()
+        .to_numpy()
+    )
+    out = np.empty_like(before)
+    out[perm] = np.maximum(before[perm], earlier)
+    return out
 
 
 def _rejected(

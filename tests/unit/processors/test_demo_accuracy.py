@@ -21,6 +21,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from deploy.local.demo import DEMO_LATENESS_S
 from processors.kernels import EventTimeParams
 
 from .demo_pipeline import accuracy, delivered_readings, run_windows, scored_hours
@@ -66,7 +67,8 @@ def _tables(faults: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
     if not faults:
         scn = with_overrides(scn, faults=False)
     run = simulate(scn)
-    windows = run_windows(delivered_readings(run), EventTimeParams(), poll_ms=POLL_MS)
+    params = EventTimeParams(allowed_lateness_ms=DEMO_LATENESS_S * 1000)  # as the demo runs
+    windows = run_windows(delivered_readings(run), params, poll_ms=POLL_MS)
     with_rule = pl.col("true_co2e_kg") != 0  # bike counts, the LEZ bus lane: no emission rule
     return (
         accuracy(scored_hours(windows, scn), run.truth, scn).filter(with_rule),

@@ -245,15 +245,27 @@ def test_concatenated_states_in_any_row_order_continue_like_one_state() -> None:
     assert_frame_equal(result.rejected, expected.rejected)
 
 
-def test_row_order_within_a_batch_does_not_matter() -> None:
+def test_interleaving_devices_within_a_batch_does_not_matter() -> None:
     a, b = _device_stream(0)
-    both = pl.concat([a, b])
-    interleaved = both.sort("ts_ms", "metric")  # keys alternate row by row
-    grouped = both.sort("metric", "device_id", "ts_ms", descending=[True, False, True])
+    interleaved = pl.concat([a, b]).sort("ts_ms", "metric")  # devices alternate row by row
+    grouped = pl.concat([b, a])  # one device after the other, each in its own order
     one, _ = _run([interleaved])
     two, _ = _run([grouped])
     assert one.height > 0
     assert_frame_equal(one, two)
+
+
+def test_lateness_is_judged_in_arrival_order_wherever_batches_are_cut() -> None:
+    newer = _counter("a", 20)  # 0:00 .. 4:45
+    late = readings([("a", E, "counter", 1, 0.5)])  # arrives after them, hours behind
+    one_batch = step(
+        EventTimeState(intervals=INTERVALS), pl.concat([newer, late]), now_ms=NOW, params=PARAMS
+    )
+    assert one_batch.rejected["reason"].to_list() == ["too_late"]  # as if it came in a later poll
+    windows, rejected = _run([newer.head(7), pl.concat([newer.slice(7), late])])
+    assert rejected["reason"].to_list() == ["too_late"]
+    single, _ = _run([pl.concat([newer, late])])
+    assert_frame_equal(_latest(windows), _latest(single))
 
 
 def test_window_of_a_counter_glitch_waits_for_the_next_reading() -> None:
