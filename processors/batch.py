@@ -209,13 +209,19 @@ class BatchProcessor:
         """Windows stored without a baseline that the provider may still score."""
         return self._provider.pending()
 
-    async def commit(self, prepared: Prepared | None) -> PollResult:
-        """Write a prepared poll in ONE transaction; the changed windows become deltas."""
+    async def commit(
+        self, prepared: Prepared | None, *, writer: Writer | None = None
+    ) -> PollResult:
+        """Write a prepared poll in ONE transaction; the changed windows become deltas.
+
+        ``writer`` (default: the constructor's) lets the runner commit the polls of disjoint
+        partitions on several connections at once.
+        """
         if prepared is None:
             return PollResult(None, [], 0, 0, 0)
         p = prepared
         rows = window_rows(p.scored) if p.scored is not None else None
-        commit = await self._writer.commit_batch(
+        commit = await (writer or self._writer).commit_batch(
             readings=p.readings,
             windows=rows,
             rejections=p.rejections,

@@ -5,10 +5,16 @@
   starts their states empty; recently active devices are rebuilt from the database at once, the
   others on first sight. A fetch that starts past the next offset (made before the seek) is
   dropped and re-sought; records below it are skipped.
-- Each ``getmany`` poll is ONE transaction (readings, windows, rejections, offsets), committed
-  while the next poll is prepared (commits stay in order); the changed windows then go to the
+- The assigned partitions are dealt to ``writer_lanes`` lanes, each with its own database
+  connection. Each poll is ONE transaction per lane (readings, windows, rejections and the
+  offsets of that lane's partitions), committed while the next lane or poll is prepared; a lane
+  has at most one commit in flight, so each partition's commits stay in order, and lanes share
+  no partition, device or window, so their transactions never touch the same rows. Why lanes:
+  one backend running COPY and upserts is the bottleneck (the kernels wait for it most of the
+  time); a second one uses the CPU the first leaves idle. The changed windows then go to the
   deltas topic (at least once). A lock keeps a rebalance from interleaving with a batch:
-  revocation waits for the commit in flight. A fenced member (StaleGeneration) exits 1.
+  revocation and assignment wait for every commit in flight. A fenced member
+  (StaleGeneration) exits 1.
 - The idle timer runs between polls: windows of devices silent for ``idle_close_s`` close.
 - SIGTERM/SIGINT stop polling; the batch in flight commits; ``exit_when_idle_s`` closes every open
   window and exits once the lag is zero and nothing arrived for that long.
@@ -17,6 +23,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -84,7 +91,10 @@ class ProcessorService:
         self._last_batch = time.monotonic()
         self._rebalanced = time.monotonic()  # idle exit waits a full period after a rebalance
         self._healthy = False
-        self._pending: tuple[asyncio.Task[PollResult], float] | None = None  # commit in flight
+        # lane -> (commit in flight, monotonic time its poll started)
+        self._pending: dict[int, tuple[asyncio.Task[PollResult], float]] = {}
+        self._lane_of: dict[int, int] = {}  # partition -> lane, dealt at assignment
+        self._writers: list[Writer] = []  # one per lane
         self._publisher: DeltaPublisher | None = None
         self._gap_checked: dict[int, int] = {}
         self._exit_code = 0  # partition -> offset already re-seeked to
@@ -133,7 +143,12 @@ class ProcessorService:
             )
 
         try:
-            async with Writer(dsn=s.pg_dsn) as writer:
+            async with contextlib.AsyncExitStack() as stack:
+                self._writers = [
+                    await stack.enter_async_context(Writer(dsn=s.pg_dsn))
+                    for _ in range(s.writer_lanes)
+                ]
+                writer = self._writers[0]  # lane 0 also commits the idle timer's windows
                 self._proc = BatchProcessor(
                     writer=writer,
                     provider=provider,
@@ -202,6 +217,8 @@ class ProcessorService:
         except StaleGeneration as exc:  # a newer member owns our partitions: we are a zombie
             log.error("fenced", error=str(exc))
             self._exit_code = 1
+        finally:
+            await self._abandon()
 
     async def _consume_until_done(
         self, consumer: AIOKafkaConsumer, publisher: DeltaPublisher | None
@@ -225,17 +242,19 @@ class ProcessorService:
                         for tp, msgs in polled.items()
                         if tp.topic == s.readings_topic and self._contiguous(consumer, tp, msgs)
                     }
-                    prepared = await proc.prepare(records, now_ms=_now_ms())
-                    t_prepared = time.monotonic()
-                    await self._flush()  # commits stay in order: the previous one first
-                    self.times.prepare_s.append(t_prepared - started)
-                    self.times.wait_s.append(time.monotonic() - t_prepared)
                     self.times.polls += 1
-                    if prepared is not None:  # committed while the next poll is prepared
-                        self._pending = (
-                            asyncio.create_task(self._timed_commit(prepared), name="commit"),
-                            started,
-                        )
+                    for lane, part in self._by_lane(records).items():
+                        t0 = time.monotonic()
+                        prepared = await proc.prepare(part, now_ms=_now_ms())
+                        t_prepared = time.monotonic()
+                        await self._flush(lane)  # a lane's commits stay in order
+                        self.times.prepare_s.append(t_prepared - t0)
+                        self.times.wait_s.append(time.monotonic() - t_prepared)
+                        if prepared is not None:  # committed while the next lane is prepared
+                            task = asyncio.create_task(
+                                self._timed_commit(prepared, lane), name=f"commit-{lane}"
+                            )
+                            self._pending[lane] = (task, started)
                 if started - last_idle >= s.idle_check_s:
                     last_idle = started
                     await self._flush()
@@ -283,21 +302,38 @@ class ProcessorService:
         consumer.seek(tp, expected)
         return False
 
-    async def _timed_commit(self, prepared: Prepared) -> PollResult:
+    def _by_lane(self, records: dict[int, list[Record]]) -> dict[int, dict[int, list[Record]]]:
+        lanes: dict[int, dict[int, list[Record]]] = {}
+        for partition, recs in records.items():
+            lanes.setdefault(self._lane_of.get(partition, 0), {})[partition] = recs
+        return dict(sorted(lanes.items()))
+
+    async def _timed_commit(self, prepared: Prepared, lane: int) -> PollResult:
         assert self._proc is not None
         t = time.monotonic()
-        result = await self._proc.commit(prepared)
+        result = await self._proc.commit(prepared, writer=self._writers[lane])
         self.times.commit_s.append(time.monotonic() - t)
         self.times.readings += result.readings
         return result
 
-    async def _flush(self) -> None:
-        """Wait for the commit in flight (a failed commit raises and ends the service)."""
-        if self._pending is None:
-            return
-        task, started = self._pending
-        self._pending = None
-        await self._after(await task, started)
+    async def _flush(self, lane: int | None = None) -> None:
+        """Wait for the lane's commit in flight, or every lane's (None).
+
+        A failed commit raises and ends the service; the other lanes' commits are cancelled
+        (rolled back) by :meth:`_abandon`, and every partition restarts from its stored offsets.
+        """
+        for n in sorted(self._pending) if lane is None else [lane]:
+            pending = self._pending.pop(n, None)
+            if pending is not None:
+                task, started = pending
+                await self._after(await task, started)
+
+    async def _abandon(self) -> None:
+        """Cancel the commits still in flight (the service is failing or fenced)."""
+        pending, self._pending = self._pending, {}
+        for task, _ in pending.values():
+            task.cancel()
+        await asyncio.gather(*(t for t, _ in pending.values()), return_exceptions=True)
 
     async def _after(self, result: PollResult, started: float) -> None:
         if result.commit is None:
@@ -346,6 +382,7 @@ class ProcessorService:
             assert self._conn is not None
             assert self._consumer is not None
             assert self._proc is not None
+            await self._flush()  # lanes are dealt anew below: nothing may be in flight
             self._epoch += 1
             claim = await claim_partitions(
                 self._conn,
@@ -365,6 +402,8 @@ class ProcessorService:
                 {p: claim.offsets.get(p, starts.get(tps[p], 0)) for p in partitions},
             )
             self._assigned = sorted(partitions)
+            lanes = max(1, len(self._writers))
+            self._lane_of = {p: i % lanes for i, p in enumerate(self._assigned)}
             self._rebalanced = time.monotonic()
             n_partitions = len(self._consumer.partitions_for_topic(self.s.readings_topic) or ())
             preloaded = 0

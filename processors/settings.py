@@ -23,6 +23,11 @@ class ProcessorSettings(BaseSettings):
     publish_deltas: bool = setting(True, "publish changed windows to the deltas topic")
     poll_timeout_ms: int = setting(200, "getmany timeout_ms: wait at most this for records")
     poll_max_records: int = setting(20_000, "getmany max_records: Kafka records per batch")
+    writer_lanes: int = setting(
+        2,
+        "database connections committing in parallel, each for its own share of the partitions "
+        "(1: one commit in flight at a time)",
+    )
     session_timeout_ms: int = setting(10_000, "consumer group session timeout (failover time)")
     fetch_max_bytes: int = setting(64 * 2**20, "aiokafka fetch_max_bytes")
     allowed_lateness_s: int = setting(3600, "late data within this restates a closed window")
@@ -72,6 +77,8 @@ class ProcessorSettings(BaseSettings):
             _refuse("poll_timeout_ms", "must be 1..60000")
         if self.poll_max_records <= 0 or self.fetch_max_bytes <= 0:
             _refuse("poll_max_records", "poll_max_records and fetch_max_bytes must be > 0")
+        if not 1 <= self.writer_lanes <= 8:
+            _refuse("writer_lanes", "must be 1..8")
         if not 3000 <= self.session_timeout_ms <= 300_000:
             _refuse("session_timeout_ms", "must be 3000..300000")
         if self.allowed_lateness_s < 0 or self.max_future_skew_s < 0:
