@@ -9,6 +9,7 @@ with ONE ``commit_batch``. It returns the changed windows as deltas to publish a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -18,6 +19,7 @@ import polars as pl
 from pilotstream.codec import decode_batch
 from pilotstream.contracts import ReadingBatch, WindowDelta
 from pilotstream.errors import DecodeError
+from pilotstream.logs import get_logger
 from pilotstream.registry import Registry
 from processors.baseline_provider import BaselineProvider
 from processors.factors import FactorTable
@@ -43,6 +45,8 @@ from processors.sink import (
 from processors.state import known_devices, merge, rebuild
 from storage.writer import CommitResult, Writer
 
+log = get_logger(__name__)
+SLOW_PREPARE_S = 1.0  # a prepare this long is logged with its parts
 History = Callable[[list[str]], Awaitable[pl.DataFrame]]  # device ids -> stored readings
 
 
@@ -167,6 +171,8 @@ class BatchProcessor:
         bad: list[BadRecord] = []
         offsets: dict[tuple[str, int], int] = {}
         n_records = 0
+        spent = {"decode": 0.0, "rehydrate": 0.0, "step": 0.0}  # seconds, for slow_prepare
+        t0 = time.monotonic()
         for partition, polled_records in polled.items():
             if partition not in self.states:
                 continue
@@ -177,10 +183,16 @@ class BatchProcessor:
             n_records += len(records)
             offsets[(self._topic, partition)] = records[-1].offset + 1
             self.next_offsets[partition] = records[-1].offset + 1
+            t1 = time.monotonic()
             batches = _decode(partition, records, bad)
             frame, invalid = _split_invalid(decode_batches(batches))
+            t2 = time.monotonic()
             state = await self._rehydrate(self.states[partition], frame, now_ms)
+            t3 = time.monotonic()
             result = step(state, frame, now_ms=now_ms, params=self._params)
+            spent["decode"] += t2 - t1
+            spent["rehydrate"] += t3 - t2
+            spent["step"] += time.monotonic() - t3
             self.states[partition] = result.state
             frames.append(readings_rows(frame, result.rejected))
             windows.append(result.windows)
@@ -188,7 +200,17 @@ class BatchProcessor:
         if not offsets:
             return None
         readings = pl.concat(frames) if frames else None
-        return await self._prepared(readings, windows, rejected, bad, offsets, n_records)
+        t = time.monotonic()
+        prepared = await self._prepared(readings, windows, rejected, bad, offsets, n_records)
+        if time.monotonic() - t0 >= SLOW_PREPARE_S:  # where a latency spike came from
+            log.warning(
+                "slow_prepare",
+                partitions=len(offsets),
+                readings=0 if readings is None else readings.height,
+                score_s=round(time.monotonic() - t, 3),
+                **{f"{k}_s": round(v, 3) for k, v in spent.items()},
+            )
+        return prepared
 
     async def close_idle(self, *, now_ms: int, idle_ms: int) -> PollResult:
         """Close the windows of devices silent for ``idle_ms`` (0: every open window) and commit."""
