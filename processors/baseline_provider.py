@@ -52,12 +52,14 @@ HOUR_MS = 3_600_000
 TEMPERATURE_METHODS = frozenset({"hourly", "daily"})  # need the hour's (day's) temperature
 DARKNESS_METRICS = frozenset({"energy.lighting"})  # also fitted with the daylight model
 RECENT_HOURS = 14 * 24  # hourly windows kept per device until it has a model
+RECENT_CALLS = 16  # ...and every window of the last calls, whose commits may still be in flight
 WINDOW_KEY = ["device_id", "metric", "width_s", "bucket_start_ms"]
 _RECENT_SCHEMA = {
     "device_id": pl.String,
     "metric": pl.String,
     "ts_ms": pl.Int64,
     "usage": pl.Float64,
+    "call": pl.Int64,  # the annotate call that saw it
 }
 _ENDS_SCHEMA = {"device_id": pl.String, "metric": pl.String, "end_ms": pl.Int64}
 
@@ -153,6 +155,7 @@ class StoredBaselines:
         # runs while the latest polls may not be committed yet, so it unions these with the stored
         # windows and the model does not depend on commit timing (live and replay fit the same).
         self._recent = pl.DataFrame(schema=_RECENT_SCHEMA)
+        self._calls = 0  # annotate calls so far
         self._ends = pl.DataFrame(schema=_ENDS_SCHEMA)  # closed windows' end, devices w/o model
         self._waiting: pl.DataFrame | None = None  # windows returned without a baseline, + _since
 
@@ -243,21 +246,28 @@ class StoredBaselines:
         """Keep the hourly windows of devices without a model (bounded to RECENT_HOURS each)."""
         if "actual" not in windows.columns:
             return
+        self._calls += 1
         hourly = windows.filter(pl.col("width_s") == 3600).select(
             "device_id",
             "metric",
             pl.col("bucket_start_ms").alias("ts_ms"),
             pl.col("actual").alias("usage"),
+            call=pl.lit(self._calls, pl.Int64),
         )
         hourly = self._without_model(hourly)
         if hourly.is_empty():
             return
+        # A poll may close weeks of a device's windows at once (a replay, a backlog): what the
+        # last calls saw is kept whole, as their commits may not have landed when a fit reads.
         self._recent = (
             pl.concat([self._recent, hourly.cast(_RECENT_SCHEMA)])  # type: ignore[arg-type]
             .unique(["device_id", "metric", "ts_ms"], keep="last", maintain_order=True)
             .filter(
-                pl.col("ts_ms")
-                > pl.col("ts_ms").max().over("device_id", "metric") - RECENT_HOURS * HOUR_MS
+                (
+                    pl.col("ts_ms")
+                    > pl.col("ts_ms").max().over("device_id", "metric") - RECENT_HOURS * HOUR_MS
+                )
+                | (pl.col("call") > self._calls - RECENT_CALLS)
             )
         )
 
@@ -445,7 +455,7 @@ class StoredBaselines:
             pl.col("device_id").is_in(devices)
             & (pl.col("metric") == metric)
             & pl.col("ts_ms").is_between(period[0], period[1], closed="left")
-        ).drop("metric")
+        ).drop("metric", "call")
         hourly = (
             pl.concat([stored, seen])  # windows seen here win over possibly older stored values
             .unique(["device_id", "ts_ms"], keep="last", maintain_order=True)

@@ -62,3 +62,33 @@ async def test_fits_stores_and_reuses_a_time_of_week_baseline(proc_dsn: str) -> 
         assert again["baseline_model_id"][0] == model_id  # read back from the table, not refitted
         cur = await conn.execute("SELECT count(*), min(method) FROM baselines")
         assert await cur.fetchone() == (1, "tow")
+
+
+async def test_a_fit_uses_every_window_of_a_poll_not_yet_committed(proc_dsn: str) -> None:
+    # a backlog poll closes the whole baseline period and the first reporting hours at once: none
+    # of it is in the database yet (its commit follows), so the fit must take all of it from the poll
+    with psycopg.connect(proc_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO interventions (tenant, kind, starts_at) VALUES ('paris-energy-1', 'start', %s)",
+            (START,),
+        )
+    hours = list(range(-35 * 24, 6))
+    windows = pl.DataFrame(
+        {
+            "tenant": "paris-energy-1",
+            "device_id": "m2",
+            "metric": "energy.active.import",
+            "width_s": 3600,
+            "bucket_start_ms": [START_MS + h * HOUR_MS for h in hours],
+            "actual": [1.0 + (h % 24 >= 8) * 2.0 for h in hours],
+            "needs_baseline": True,
+        }
+    )
+    async with await psycopg.AsyncConnection.connect(proc_dsn, autocommit=True) as conn:
+        provider = StoredBaselines(conn=conn, registry=load_registry(), baseline_days=35)
+        out = await provider.annotate(windows)
+        assert out.filter(pl.col("reporting"))["baseline_model_id"].str.starts_with("tow:m2:").all()
+        cur = await conn.execute("SELECT fit_metrics->>'n' FROM baselines WHERE device_id = 'm2'")
+        assert await cur.fetchone() == (
+            str(35 * 24),
+        )  # every hour of the period, not the last 14 days
