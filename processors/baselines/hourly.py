@@ -25,6 +25,7 @@ from processors.baselines.model import FittedModel, stacked
 
 EDGES_C: tuple[float, ...] = tuple(round((f - 32) * 5 / 9, 3) for f in (30, 45, 55, 65, 75, 90))
 N_SEG = len(EDGES_C) + 1
+MIN_BIN_HOURS = 20  # bins beyond the data extrapolate the warmest bin with this many hours
 N_TOW = 168
 HOUR_MS = 3_600_000
 _PAIRS = [(k, m) for k in range(N_SEG) for m in range(k, N_SEG)]
@@ -116,6 +117,7 @@ def fit_hourly(
         a, b, o = _fit_block(dev[sl] - c0, c1 - c0, y[sl], temp[sl], month[sl], tow[sl], p)
         alpha[c0:c1], beta[c0:c1], occ[c0:c1] = a, b, o
 
+    beta = _share_sparse_bins(beta, dev, month, temp, len(devices))
     yhat = _predict_arrays(alpha, beta, occ, dev, month, tow, segments(temp))
     metrics = grouped_fit_metrics(dev, y, yhat, np.full(len(devices), N_TOW + 2 * N_SEG), "hourly")
     return [
@@ -198,6 +200,34 @@ def _predict_arrays(
 ) -> np.ndarray:
     group = occ[dev, month, tow].astype(np.int64)
     return alpha[dev, month, tow] + np.einsum("ij,ij->i", beta[dev, month, group], seg)
+
+
+def _share_sparse_bins(
+    beta: np.ndarray, dev: np.ndarray, month: np.ndarray, temp: np.ndarray, n_dev: int
+) -> np.ndarray:
+    """Bins above a month model's warmest bin with ``MIN_BIN_HOURS`` hours take that bin's slope
+    (CalTRACK combines a bin short of hours with its neighbour).
+
+    Without this an empty bin's slope is 0: a model fitted on a cold month predicts flat above its
+    warmest edge and over-predicts a warmer reporting period. Only bins above the data change:
+    their components are 0 for every fitted hour, so the fit itself is unchanged (a colder bin's
+    component is a constant there, which the hour-of-week terms absorbed).
+    """
+    k = np.searchsorted(np.asarray(EDGES_C), temp, side="right")  # bin of each hour, 0..N_SEG-1
+    by_month = np.bincount((dev * 12 + month) * N_SEG + k, minlength=n_dev * 12 * N_SEG).reshape(
+        n_dev, 12, N_SEG
+    )
+    hours = _month_weighted(by_month.astype(np.float64), 1.0)  # months a month model draws on
+    bins = np.arange(N_SEG)
+    enough = hours >= MIN_BIN_HOURS
+    warmest = np.where(enough.any(axis=-1), N_SEG - 1 - np.argmax(enough[..., ::-1], axis=-1), -1)
+    seen = (hours > 0) & (bins >= 0)
+    top = np.where(seen.any(axis=-1), N_SEG - 1 - np.argmax(seen[..., ::-1], axis=-1), -1)
+    # bins above every fitted hour borrow the slope of the warmest bin with enough hours
+    above = (bins > top[..., None]) & (warmest[..., None] >= 0)
+    source = np.where(above, warmest[..., None], bins)
+    out: np.ndarray = np.take_along_axis(beta, source[:, :, None, :].repeat(2, axis=2), axis=-1)
+    return out
 
 
 def _month_weighted(x: np.ndarray, w: float) -> np.ndarray:
