@@ -29,6 +29,11 @@ from pilotstream.settings import BaseSettings
 PACK = 10  # readings per SenML pack
 STEP_SPAN_S = 2_000  # event-time span reserved per step (each pack advances its device by 10 s)
 TENANTS = ("paris-energy-1", "amsterdam-energy-1")  # one publisher process each
+# the publishers' devices ({tenant[:2]}{n}) and the probe
+OURS = (
+    "(device_id ~ '^(pa|am)[0-9]+$' AND tenant IN ('paris-energy-1', 'amsterdam-energy-1')"
+    " OR device_id = 'probe' AND tenant = 'tallinn-energy-1')"
+)
 
 
 def _publisher(
@@ -211,8 +216,13 @@ def run(quick: bool) -> dict[str, Any]:
             sum(s["sent"] for s in steps) * PACK + int(half * hold_s) * PACK + len(sent_probe)
         )
         with psycopg.connect(run_.dsn(settings)) as conn:
-            stored = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
-            rejected = conn.execute("SELECT count(*) FROM rejections").fetchone()[0]
+            # only this bench's devices: every run's gateway subscribes to pilots/#, so what
+            # other users of the shared broker publish meanwhile lands here too
+            stored, foreign = conn.execute(
+                f"SELECT count(*) FILTER (WHERE {OURS}), count(*) FILTER (WHERE NOT {OURS}) "
+                "FROM readings"
+            ).fetchone()
+            rejected = conn.execute(f"SELECT count(*) FROM rejections WHERE {OURS}").fetchone()[0]
     lat = np.array([seen[t] - t for t in sent_probe if t in seen])
     missing_probe = sum(1 for t in sent_probe if t not in seen)
     pct = (lambda q: round(float(np.percentile(lat, q)), 1)) if lat.size else (lambda q: None)
@@ -227,6 +237,7 @@ def run(quick: bool) -> dict[str, Any]:
         "probe_readings_not_seen": missing_probe,
         "stored": int(stored),
         "rejected": int(rejected),
+        "foreign_readings": int(foreign),  # published by others on the shared broker
         "cpu_percent_last_step": last["cpu_percent"],
         "rss_mb_last_step": last["rss_mb"],
         "steps": steps,
