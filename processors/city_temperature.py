@@ -4,8 +4,9 @@ Temperature models (TOWT) need the city's temperature for every hour they fit on
 weather stations may be processed by another processor of the group, so what is stored depends on
 how far that processor got. :class:`CityTemperature` answers, from the database only:
 
-- :meth:`hours`: the mean of the stations' hourly windows in a range, short gaps (up to
-  ``max_gap_h`` hours between two known hours) filled by linear interpolation;
+- :meth:`hours`: the mean of the stations' hourly windows in a range, spikes removed
+  (:func:`despike`), short gaps (up to ``max_gap_h`` hours between two known hours) filled by
+  linear interpolation;
 - :meth:`settled_until`: the event time up to which the stored temperature will not change any
   more: the earliest station's last stored hour end minus the allowed lateness (a window closes
   only once its station's watermark passed its end, and data later than the lateness is refused).
@@ -19,6 +20,7 @@ import psycopg
 
 HOUR_MS = 3_600_000
 TEMPERATURE_SCHEMA = {"ts_ms": pl.Int64, "temperature": pl.Float64}
+MAX_DEV_C = 10.0  # an hour this far from its neighbours' median is a spike, not weather
 
 _HOURS = """
 SELECT (extract(epoch FROM w.bucket_start) * 1000)::bigint AS ts_ms, avg(w.actual) AS temperature
@@ -36,6 +38,15 @@ GROUP BY 1
 """
 
 
+def despike(hours: pl.DataFrame, *, max_dev_c: float = MAX_DEV_C) -> pl.DataFrame:
+    """Hourly ``ts_ms``, ``temperature`` without the hours further than ``max_dev_c`` from the
+    median of the five hours centred on them (a station's spikes; they become gaps)."""
+    median = pl.col("temperature").rolling_median(window_size=5, center=True, min_samples=3)
+    return hours.sort("ts_ms").filter(
+        ((pl.col("temperature") - median).abs() <= max_dev_c).fill_null(True)
+    )
+
+
 class CityTemperature:
     """Stored city temperature and how far it is settled (see module doc)."""
 
@@ -50,7 +61,7 @@ class CityTemperature:
         pad = self._max_gap_h * HOUR_MS
         cur = await self._conn.execute(_HOURS, (city, lo_ms - pad, hi_ms + pad))
         rows = await cur.fetchall()
-        known = pl.DataFrame(rows, schema=TEMPERATURE_SCHEMA, orient="row")
+        known = despike(pl.DataFrame(rows, schema=TEMPERATURE_SCHEMA, orient="row"))
         if known.height < 2:
             return known.filter(pl.col("ts_ms").is_between(lo_ms, hi_ms, closed="left"))
         first, last = int(known["ts_ms"][0]), int(known["ts_ms"][-1])

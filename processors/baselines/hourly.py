@@ -208,10 +208,10 @@ def _share_sparse_bins(
     """Bins above a month model's warmest bin with ``MIN_BIN_HOURS`` hours take that bin's slope
     (CalTRACK combines a bin short of hours with its neighbour).
 
-    Without this an empty bin's slope is 0: a model fitted on a cold month predicts flat above its
-    warmest edge and over-predicts a warmer reporting period. Only bins above the data change:
-    their components are 0 for every fitted hour, so the fit itself is unchanged (a colder bin's
-    component is a constant there, which the hour-of-week terms absorbed).
+    Without this an empty bin's slope is 0 and a sparse one's is fitted on a handful of hours
+    (a temperature spike): a model fitted on a cold month predicts flat (or wild) above its warmest
+    edge and over-predicts a warmer reporting period. Colder sparse bins are left as fitted: their
+    component is a constant for the warmer hours, absorbed by the hour-of-week terms.
     """
     k = np.searchsorted(np.asarray(EDGES_C), temp, side="right")  # bin of each hour, 0..N_SEG-1
     by_month = np.bincount((dev * 12 + month) * N_SEG + k, minlength=n_dev * 12 * N_SEG).reshape(
@@ -221,10 +221,9 @@ def _share_sparse_bins(
     bins = np.arange(N_SEG)
     enough = hours >= MIN_BIN_HOURS
     warmest = np.where(enough.any(axis=-1), N_SEG - 1 - np.argmax(enough[..., ::-1], axis=-1), -1)
-    seen = (hours > 0) & (bins >= 0)
-    top = np.where(seen.any(axis=-1), N_SEG - 1 - np.argmax(seen[..., ::-1], axis=-1), -1)
-    # bins above every fitted hour borrow the slope of the warmest bin with enough hours
-    above = (bins > top[..., None]) & (warmest[..., None] >= 0)
+    # bins above it (no hours, or a few: meter spikes) borrow its slope; their components are 0
+    # for every hour at or below it, so those hours' predictions do not change
+    above = (bins > warmest[..., None]) & (warmest[..., None] >= 0)
     source = np.where(above, warmest[..., None], bins)
     out: np.ndarray = np.take_along_axis(beta, source[:, :, None, :].repeat(2, axis=2), axis=-1)
     return out

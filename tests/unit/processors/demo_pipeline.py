@@ -25,6 +25,7 @@ from processors.baselines import (
     predict_windows,
 )
 from processors.baselines.daylight import fit_daylight
+from processors.city_temperature import despike
 from processors.factors import load_factors
 from processors.kernels import (
     READING_SCHEMA,
@@ -124,6 +125,7 @@ def _city_temperature(hours: pl.DataFrame, registry: Any, city: str) -> pl.DataF
         .group_by(ts_ms="bucket_start_ms")
         .agg(temperature=pl.col("actual").mean())
         .sort("ts_ms")
+        .pipe(despike)  # as the provider reads it
     )
 
 
