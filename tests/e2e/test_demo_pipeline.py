@@ -59,8 +59,5 @@ def test_avoided_emissions_per_pilot_are_within_3_percent_of_the_truth(live: Dem
     assert off.is_empty(), f"pilots outside 3 % of the truth:\n{off}"
     energy = live.pilots.filter(pl.col("truth_kwh") != 0)
     assert energy.height == 5
-    # kWh: Paris's TOWT baselines over-predict a warmer reporting period by ~3 % (CalTRACK's fixed
-    # temperature bins straddle the buildings' 15-16 C balance points); open work, bounded here
-    limit = pl.when(pl.col("tenant") == "paris-energy-1").then(3.5).otherwise(3.0)
-    off_kwh = energy.filter(pl.col("diff_kwh_pct").abs() > limit)
+    off_kwh = energy.filter(pl.col("diff_kwh_pct").abs() > 3.0)
     assert off_kwh.is_empty(), f"energy pilots outside their kWh bound:\n{off_kwh}"
