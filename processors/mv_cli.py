@@ -15,6 +15,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,7 @@ def _baseline_fit(args: argparse.Namespace) -> int:
 
     from pilotstream.registry import load_registry
     from processors.baselines import fit_devices
+    from processors.baselines.fit import Method
     from processors.report import store
     from processors.report.tables import fit_table
 
@@ -139,7 +141,7 @@ def _baseline_fit(args: argparse.Namespace) -> int:
         print(f"unknown pilot {args.pilot!r}", file=sys.stderr)
         return EXIT_FAILED
     tz = registry.cities[pilot.city].tz
-    method = args.method or ("auto" if pilot.lot == "energy" else "tow")
+    method: Method = args.method or ("auto" if pilot.lot == "energy" else "tow")
     days = args.days or (365 if pilot.lot == "energy" else 56)
     with _connect(settings) as conn:
         end = (
@@ -174,7 +176,7 @@ def _baseline_fit(args: argparse.Namespace) -> int:
                     method=method,
                     fuel="gas" if metric == "energy.heat" else "electricity",
                     periods=periods,
-                    progress=lambda n, _t, base=done: bar.update(task, completed=base + n),
+                    progress=partial(_advance, bar, task, done),
                 )
                 done += len(ids)
         if not args.dry_run:
@@ -275,3 +277,8 @@ def _factors_list(args: argparse.Namespace) -> int:
     table = load_factors(series=series)
     Console().print(factor_table(table.frame, scope_prefix=args.scope))
     return EXIT_OK
+
+
+def _advance(bar: Any, task: Any, base: int, n: int, _total: int) -> None:
+    """Progress callback of a fit: ``n`` of this metric's devices done after ``base`` others."""
+    bar.update(task, completed=base + n)

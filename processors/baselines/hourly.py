@@ -199,7 +199,8 @@ def _predict_arrays(
     seg: np.ndarray,
 ) -> np.ndarray:
     group = occ[dev, month, tow].astype(np.int64)
-    return alpha[dev, month, tow] + np.einsum("ij,ij->i", beta[dev, month, group], seg)
+    out: np.ndarray = alpha[dev, month, tow] + np.einsum("ij,ij->i", beta[dev, month, group], seg)
+    return out
 
 
 def _share_sparse_bins(
@@ -231,7 +232,8 @@ def _share_sparse_bins(
 
 def _month_weighted(x: np.ndarray, w: float) -> np.ndarray:
     """Sums by data month (axis 1) -> sums of each month's model: own 1, neighbours ``w``."""
-    return x + w * (np.roll(x, 1, axis=1) + np.roll(x, -1, axis=1))
+    out: np.ndarray = x + w * (np.roll(x, 1, axis=1) + np.roll(x, -1, axis=1))
+    return out
 
 
 def _fit_block(

@@ -8,6 +8,7 @@ import matplotlib as mpl
 
 mpl.use("Agg")
 import matplotlib.pyplot as plt  # after mpl.use: the backend must be chosen first
+from matplotlib.figure import Figure
 
 from processors.report.data import Report
 
@@ -46,7 +47,7 @@ def _cumulative(report: Report) -> bytes:
     return _png(fig)
 
 
-def _png(fig: plt.Figure) -> bytes:
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=100)

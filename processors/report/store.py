@@ -44,7 +44,7 @@ def window_results(conn: Any, tenants: Sequence[str], start_ms: int, end_ms: int
         WHERE tenant = ANY(%(tenants)s) AND width_s = %(width)s
           AND bucket_start >= %(start)s AND bucket_start < %(end)s
         ORDER BY device_id, metric, bucket_start"""
-    schema = dict.fromkeys(WINDOW_COLUMNS, pl.Float64)
+    schema: dict[str, type[pl.DataType]] = dict.fromkeys(WINDOW_COLUMNS, pl.Float64)
     schema.update(
         {
             "bucket_start_ms": pl.Int64,
