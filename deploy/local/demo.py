@@ -150,6 +150,7 @@ def _drain(settings: BaseSettings, pipe: LocalPipeline, say: Say, timeout_s: flo
     """Wait for lag zero and for every processor to exit (they close open windows when idle)."""
     deadline = time.monotonic() + timeout_s
     procs = [c for c in pipe.children if c.name.startswith("processor")]
+    others = [c for c in pipe.children if not c.name.startswith("processor")]  # the gateway
     last = ""
     while time.monotonic() < deadline:
         readings_lag, dead_lag = asyncio.run(lag(settings, pipe.run))
@@ -158,7 +159,9 @@ def _drain(settings: BaseSettings, pipe: LocalPipeline, say: Say, timeout_s: flo
         if line != last:
             say(line)
             last = line
+        # a processor may exit 0 once idle; the gateway must run until the pipeline stops it
         failed = [c for c in procs if c.proc.poll() not in (None, 0)]
+        failed += [c for c in others if c.proc.poll() is not None]
         if failed:
             msg = f"{failed[0].name} exited with {failed[0].proc.returncode}; see {failed[0].log}"
             raise RuntimeError(msg)
