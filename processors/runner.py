@@ -235,7 +235,11 @@ class ProcessorService:
             started = time.monotonic()
             self._healthy = True
             async with self._lock:
-                if polled and epoch == self._epoch:
+                if polled and epoch != self._epoch:
+                    # a rebalance ran inside getmany: drop the batch, but the consumer's position
+                    # is past it now; seek back, or a partition's last records would never come
+                    self._refetch(consumer, polled)
+                elif polled:
                     last_record = started
                     records = {
                         tp.partition: [Record(m.offset, m.key, m.value, m.timestamp) for m in msgs]
@@ -280,6 +284,15 @@ class ProcessorService:
         async with self._lock:
             await asyncio.wait_for(self._flush(), s.drain_timeout_s)
         log.info("drained", partitions=self._assigned, readings=self.readings_total)
+
+    def _refetch(self, consumer: AIOKafkaConsumer, polled: dict[TopicPartition, Any]) -> None:
+        """Seek the polled partitions still assigned back to their next offset to process."""
+        assert self._proc is not None
+        for tp in polled:
+            expected = self._proc.next_offsets.get(tp.partition)
+            if expected is not None:
+                consumer.seek(tp, expected)
+        log.info("refetch_after_rebalance", partitions=sorted(tp.partition for tp in polled))
 
     def _contiguous(self, consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: list[Any]) -> bool:
         """False (and seek back) when a fetch starts past the next offset to process.
