@@ -248,6 +248,8 @@ class ProcessorService:
                     }
                     self.times.polls += 1
                     for lane, part in self._by_lane(records).items():
+                        if proc.pending_baselines():  # a release may rewrite any lane's windows:
+                            await self._flush()  # their earlier versions must land first
                         t0 = time.monotonic()
                         prepared = await proc.prepare(part, now_ms=_now_ms())
                         t_prepared = time.monotonic()
