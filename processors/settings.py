@@ -24,11 +24,9 @@ class ProcessorSettings(BaseSettings):
     poll_timeout_ms: int = setting(200, "getmany timeout_ms: wait at most this for records")
     poll_max_records: int = setting(20_000, "getmany max_records: Kafka records per batch")
     writer_lanes: int = setting(
-        1,
+        2,
         "database connections committing in parallel, each for its own share of the partitions "
-        "(1: one commit in flight at a time). More is faster, but a window that waited for its "
-        "baseline is released from whichever lane prepares next: in the e2e replay with 2 lanes "
-        "a processor stalled for minutes and such windows timed out (open work)",
+        "(1: one commit in flight at a time)",
     )
     session_timeout_ms: int = setting(10_000, "consumer group session timeout (failover time)")
     fetch_max_bytes: int = setting(64 * 2**20, "aiokafka fetch_max_bytes")
