@@ -335,12 +335,19 @@ def _arrival_watermarks(
     if not (counts & (deadline < top)).any():
         return before
     perm = np.lexsort((order, device))
-    earlier = (
-        pl.DataFrame({"d": device[perm], "v": np.where(counts, ts, NO_WATERMARK)[perm]})
-        .select(pl.col("v").cum_max().shift(1).over("d").fill_null(NO_WATERMARK))
-        .to_series()
-        .to_numpy()
-    )
+    d = device[perm]
+    floor = int(ts.min()) - 1  # below every event time: "nothing earlier" within a device
+    v = np.where(counts, ts, floor)[perm] - floor  # >= 0
+    first = np.r_[True, d[1:] != d[:-1]]
+    seg = np.cumsum(first) - 1
+    span = int(v.max()) + 1
+    # running max per device in arrival order: offset each device above the previous ones so
+    # one accumulate never carries a value across devices
+    lifted = np.maximum.accumulate(v + seg * span) - seg * span
+    earlier = np.empty_like(lifted)
+    earlier[1:] = lifted[:-1]
+    earlier[first] = 0  # exclusive: the rows before this one
+    earlier = np.where(earlier > 0, earlier + floor, NO_WATERMARK)
     out = np.empty_like(before)
     out[perm] = np.maximum(before[perm], earlier)
     return out
