@@ -133,15 +133,26 @@ def fit_daylight(
 def predict_daylight(models: list[FittedModel], frame: pl.DataFrame, *, tz: str) -> pl.DataFrame:
     """``frame`` (``device_id``, ``bucket_start_ms``, ``width_s``) + ``baseline`` (null: no model)."""
     out = np.full(frame.height, np.nan)
-    for m in models:  # one per device of a pilot and metric: a handful
-        at = np.flatnonzero((frame["device_id"] == m.device_id).to_numpy())
-        if not len(at):
-            continue
-        sub = frame[at]
-        start = sub["bucket_start_ms"].to_numpy()
-        width = sub["width_s"].to_numpy()
-        coef = np.asarray(m.params["coef"], dtype=np.float64)
-        lat, lon = float(m.params["lat"]), float(m.params["lon"])
-        hour = _local_hour(sub["bucket_start_ms"], tz)
-        out[at] = coef[hour] * dark_share(start, width, lat, lon) * (width / 3600.0)
+    if not models or frame.is_empty():
+        return frame.with_columns(baseline=pl.Series(out, dtype=pl.Float64).fill_nan(None))
+    index = pl.DataFrame(
+        {"device_id": [m.device_id for m in models], "_m": np.arange(len(models))},
+        schema={"device_id": pl.String, "_m": pl.Int64},
+    ).unique("device_id", keep="first")
+    which = (
+        frame.select("device_id")
+        .join(index, on="device_id", how="left", maintain_order="left")["_m"]
+        .fill_null(-1)
+        .to_numpy()
+    )
+    coef = np.array([m.params["coef"] for m in models], dtype=np.float64)  # (models, 24)
+    site = np.array([(float(m.params["lat"]), float(m.params["lon"])) for m in models])
+    start = frame["bucket_start_ms"].to_numpy()
+    width = frame["width_s"].to_numpy()
+    hour = _local_hour(frame["bucket_start_ms"], tz)
+    for lat, lon in np.unique(site, axis=0):  # the sites of one pilot's devices: usually one
+        at = np.flatnonzero((which >= 0) & np.all(site[which] == (lat, lon), axis=1))
+        if len(at):
+            dark = dark_share(start[at], width[at], float(lat), float(lon))
+            out[at] = coef[which[at], hour[at]] * dark * (width[at] / 3600.0)
     return frame.with_columns(baseline=pl.Series(out, dtype=pl.Float64).fill_nan(None))
