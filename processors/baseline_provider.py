@@ -61,6 +61,7 @@ _RECENT_SCHEMA = {
     "usage": pl.Float64,
     "call": pl.Int64,  # the annotate call that saw it
 }
+_KEY_SCHEMA = {"device_id": pl.String, "metric": pl.String}
 _ENDS_SCHEMA = {"device_id": pl.String, "metric": pl.String, "end_ms": pl.Int64}
 
 
@@ -157,6 +158,7 @@ class StoredBaselines:
         self._recent = pl.DataFrame(schema=_RECENT_SCHEMA)
         self._calls = 0  # annotate calls so far
         self._ends = pl.DataFrame(schema=_ENDS_SCHEMA)  # closed windows' end, devices w/o model
+        self._with_model = pl.DataFrame(schema=_KEY_SCHEMA)  # keys of self._models not None
         self._waiting: pl.DataFrame | None = None  # windows returned without a baseline, + _since
 
     def pending(self) -> int:
@@ -178,7 +180,7 @@ class StoredBaselines:
         fresh, carried = scored.head(windows.height), scored.slice(windows.height)
         self._keep_waiting(scored.filter(pl.col("_wait")), now, windows.columns)
         released = carried.filter(~pl.col("_wait") & pl.col("baseline").is_not_null())
-        if carried.height or self.pending():
+        if carried.height != self.pending():  # log changes only, not every retry
             log.info(
                 "baseline_waiting",
                 carried=carried.height,
@@ -288,11 +290,9 @@ class StoredBaselines:
             )
 
     def _without_model(self, frame: pl.DataFrame) -> pl.DataFrame:
-        fitted = [k for k, m in self._models.items() if m is not None]
-        if not fitted or frame.is_empty():
+        if self._with_model.is_empty() or frame.is_empty():
             return frame
-        done = pl.DataFrame(fitted, schema=["device_id", "metric"], orient="row")
-        return frame.join(done, on=["device_id", "metric"], how="anti")
+        return frame.join(self._with_model, on=["device_id", "metric"], how="anti")
 
     async def _predict(self, tenant: str, group: pl.DataFrame) -> pl.DataFrame:
         """``_r``, baseline, baseline_model_id and ``_wait`` for one pilot's wanted windows."""
@@ -398,6 +398,8 @@ class StoredBaselines:
                     self._missing_at[(d, metric)] = time.monotonic()
         have = [d for d in devices if self._models.get((d, metric)) is not None]
         if have:
+            keys = pl.DataFrame({"device_id": have, "metric": metric}, schema=_KEY_SCHEMA)
+            self._with_model = pl.concat([self._with_model, keys]).unique()
             gone = pl.col("device_id").is_in(have) & (pl.col("metric") == metric)
             self._recent = self._recent.filter(~gone)
             self._ends = self._ends.filter(~gone)
