@@ -9,6 +9,7 @@ with ONE ``commit_batch``. It returns the changed windows as deltas to publish a
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -184,12 +185,13 @@ class BatchProcessor:
             offsets[(self._topic, partition)] = records[-1].offset + 1
             self.next_offsets[partition] = records[-1].offset + 1
             t1 = time.monotonic()
-            batches = _decode(partition, records, bad)
-            frame, invalid = _split_invalid(decode_batches(batches))
+            # the CPU-heavy parts run in a worker thread (numpy and polars release the GIL): the
+            # event loop keeps the consumer's heartbeats going through a long poll
+            frame, invalid = await asyncio.to_thread(_columns, partition, records, bad)
             t2 = time.monotonic()
             state = await self._rehydrate(self.states[partition], frame, now_ms)
             t3 = time.monotonic()
-            result = step(state, frame, now_ms=now_ms, params=self._params)
+            result = await asyncio.to_thread(step, state, frame, now_ms=now_ms, params=self._params)
             spent["decode"] += t2 - t1
             spent["rehydrate"] += t3 - t2
             spent["step"] += time.monotonic() - t3
@@ -349,6 +351,13 @@ def _split_invalid(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         detail=pl.lit("non-finite value or NUL byte in a text field"),
     )
     return frame.filter(~bad), invalid
+
+
+def _columns(
+    partition: int, records: Sequence[Record], bad: list[BadRecord]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Kafka records -> (readings the database may take, readings refused as ``bad_reading``)."""
+    return _split_invalid(decode_batches(_decode(partition, records, bad)))
 
 
 def _decode(partition: int, records: Sequence[Record], bad: list[BadRecord]) -> list[ReadingBatch]:

@@ -36,8 +36,6 @@ DEMO_LATENESS_S = 5 * 3600
 DEMO_PROCESSOR_FLAGS = [
     "--allowed-lateness-s", str(DEMO_LATENESS_S),
     "--exit-when-idle-s", "6",
-    # a shared 2-core machine can stall a poll for seconds: no failover for that in the demo
-    "--session-timeout-ms", "45000",
     "--idle-close-s", "60",
     "--baseline-days", "28",
     "--baseline-hourly-min-days", "28",
