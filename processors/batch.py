@@ -339,12 +339,21 @@ class BatchProcessor:
         return merge(state, rebuild(history, now_ms=now_ms, params=self._params))
 
 
-def _split_invalid(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Readings the database must not receive (non-finite value, NUL in text) -> ``bad_reading``."""
+def _split_invalid(frame: pl.DataFrame, *, nul: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Readings the database must not receive (non-finite value, NUL in text) -> ``bad_reading``.
+
+    ``nul``: some record of the frame holds an escaped NUL, the only way JSON carries one; the
+    per-reading text scan runs only then (it cost 7 % of a processor's CPU on every poll).
+    """
     text = ["tenant", "device_id", "metric", "kind"]
-    bad = ~pl.col("value").is_finite() | pl.any_horizontal(
-        pl.col(c).str.contains("\x00", literal=True) for c in text
-    )
+    finite = frame["value"].is_finite()
+    if not nul and finite.all():
+        return frame, frame.clear().with_columns(reason=pl.lit("bad_reading"), detail=pl.lit(""))
+    bad = ~finite
+    if nul:
+        bad |= frame.select(
+            pl.any_horizontal(pl.col(c).str.contains("\x00", literal=True) for c in text)
+        ).to_series()
     invalid = frame.filter(bad).with_columns(
         [pl.col(c).str.replace_all("\x00", "", literal=True) for c in text],
         reason=pl.lit("bad_reading"),
@@ -357,14 +366,24 @@ def _columns(
     partition: int, records: Sequence[Record], bad: list[BadRecord]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Kafka records -> (readings the database may take, readings refused as ``bad_reading``)."""
-    return _split_invalid(decode_batches(_decode(partition, records, bad)))
+    batches, nul = _decode(partition, records, bad)
+    return _split_invalid(decode_batches(batches), nul=nul)
 
 
-def _decode(partition: int, records: Sequence[Record], bad: list[BadRecord]) -> list[ReadingBatch]:
+def _decode(
+    partition: int, records: Sequence[Record], bad: list[BadRecord]
+) -> tuple[list[ReadingBatch], bool]:
+    """The records' batches (undecodable ones go to ``bad``), and whether any holds a NUL."""
     out = []
+    nul = False
     for r in records:  # one loop per Kafka record (a batch of readings), not per reading
         try:
             out.append(decode_batch(r.value))
         except DecodeError as exc:
             bad.append(BadRecord(partition, r.offset, r.key, r.value, str(exc), r.timestamp_ms))
-    return out
+            continue
+        nul = nul or _NUL in r.value
+    return out, nul
+
+
+_NUL = b"\\u0000"  # JSON escapes a NUL in a string this way (a raw one is invalid JSON)

@@ -128,6 +128,23 @@ async def test_bad_records_future_and_redelivered_offsets() -> None:
     assert writer.commits[1]["readings"].height == 0
 
 
+async def test_nul_bytes_are_refused_as_bad_reading_and_infinity_as_bad_batch() -> None:
+    writer, provider = FakeWriter(), FixedBaseline(baseline=1.0)
+    proc = _processor(writer, provider)
+    clean, nul = _batch("c", range(1, 4)), _batch("n\x00ul", range(1, 3))
+    huge = encode(_batch("h", range(1, 3))).replace(b"100.5", b"1e999")  # JSON for infinity
+    await proc.process({0: _records([clean, nul, huge])}, now_ms=T0)
+    c = writer.commits[0]
+    assert c["readings"]["device_id"].to_list() == ["c"] * 3
+    r = c["rejections"].sort("reason", "device_id")
+    # the decoder refuses an infinite value with its whole record
+    assert r["reason"].to_list() == ["bad_batch", "bad_reading", "bad_reading"]
+    assert r["device_id"].to_list()[1:] == ["nul", "nul"]  # NUL removed for the database
+    # the clean path (no escaped NUL in any record, every value finite) refuses nothing
+    await proc.process({0: _records([_batch("c", range(4, 6))], 3)}, now_ms=T0)
+    assert writer.commits[1]["rejections"] is None
+
+
 async def test_close_idle_commits_the_last_windows_without_offsets() -> None:
     writer, provider = FakeWriter(), FixedBaseline(baseline=1.0)
     proc = _processor(writer, provider)
