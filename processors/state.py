@@ -23,8 +23,6 @@ from the replay; equal for devices reporting at a regular interval).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import polars as pl
 import psycopg
 from aiokafka.partitioner import murmur2
@@ -76,29 +74,13 @@ async def recent_devices(
 
 
 def merge(a: EventTimeState, b: EventTimeState) -> EventTimeState:
-    """Union of two states over disjoint devices."""
-
-    def cat(x: pl.DataFrame | None, y: pl.DataFrame | None) -> pl.DataFrame | None:
-        if x is None or y is None:
-            return x if y is None else y
-        if y.is_empty():
-            return x
-        return pl.concat([x, y.select(x.columns).cast(x.schema)])
-
-    return replace(
-        a,
-        buffer=cat(a.buffer, b.buffer),  # type: ignore[arg-type]
-        emitted=cat(a.emitted, b.emitted),  # type: ignore[arg-type]
-        watermarks=cat(a.watermarks, b.watermarks),  # type: ignore[arg-type]
-        intervals=cat(a.intervals, b.intervals),  # type: ignore[arg-type]
-        register_max=cat(a.register_max, b.register_max),
-        reference=cat(a.reference, b.reference),
-    )
+    """Union of two states over disjoint devices (costs what ``b`` holds: ``a`` is kept coded)."""
+    return a.merged(b)
 
 
 def known_devices(state: EventTimeState) -> pl.Series:
     """Devices the state has seen (their watermark is known)."""
-    return state.watermarks["device_id"]
+    return state.devices()
 
 
 def rebuild(history: pl.DataFrame, *, now_ms: int, params: EventTimeParams) -> EventTimeState:

@@ -1,7 +1,7 @@
 """Close windows by watermark, restate changed ones and evict final readings, on sorted arrays.
 
 The event-time kernels (:mod:`processors.kernels.eventtime`) hand over the readings of the keys
-a batch touched, as arrays sorted by (key code, time), with each key's watermark. This module
+a batch touched, as arrays sorted by (key rank, time), with each key's watermark. This module
 cleans them, builds the windows, compares the closed ones with what was emitted before (a
 changed window is restated with revision + 1) and keeps only the readings that may still matter.
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from processors.kernels.catalog import Catalog
 from processors.kernels.clean import (
     COUNTER,
     GAUGE,
@@ -22,13 +23,10 @@ from processors.kernels.clean import (
     spike_flags,
 )
 from processors.kernels.counters import counter_since, pending_counters
-from processors.kernels.keys import (
-    find_rows,
-    per_key,
-    sort_order,
-)
+from processors.kernels.keys import find_rows, sort_order
 from processors.kernels.params import EventTimeParams
-from processors.kernels.rows import NO_WATERMARK, SortedRows, buffer_frame, kept_rows
+from processors.kernels.rows import SortedRows, buffer_frame, kept_rows
+from processors.kernels.state import EMITTED_SCHEMA, NO_WATERMARK, Coded
 from processors.kernels.windows import WINDOW_SCHEMA, WindowArrays, windows_by_width
 
 
@@ -36,10 +34,10 @@ from processors.kernels.windows import WINDOW_SCHEMA, WindowArrays, windows_by_w
 class Closed:
     """What closing produced for the touched keys."""
 
-    buffer: pl.DataFrame  # readings kept, with ``anchor``
-    emitted: pl.DataFrame  # emitted windows still within the lateness, sorted by key
+    buffer: pl.DataFrame  # readings kept (``state.BUFFER_SCHEMA``)
+    emitted: pl.DataFrame  # emitted windows still within the lateness (``state.EMITTED_SCHEMA``)
     windows: pl.DataFrame  # windows closed for the first time or restated, with ``revision``
-    intervals: pl.DataFrame  # the intervals table with the newly inferred keys added
+    interval: np.ndarray  # frozen interval per key code, the newly inferred keys added
 
 
 def close(
@@ -47,36 +45,37 @@ def close(
     *,
     watermark: np.ndarray,
     emitted: pl.DataFrame,
-    emitted_code: np.ndarray,
-    intervals: pl.DataFrame,
-    register_max: pl.DataFrame | None,
-    reference: pl.DataFrame | None,
+    coded: Coded,
     rules: EventTimeParams,
     hold_counters: bool = True,
 ) -> Closed:
-    """Clean, window, compare with ``emitted`` and evict (``watermark``: per code, ms).
+    """Clean, window, compare with ``emitted`` and evict (``watermark``: per key code, ms).
 
+    ``coded`` gives the catalog and the per-key tables (intervals, register maxima, reference).
     With ``hold_counters`` (every step but the idle timer's), the window of a counter or delta
     key's last reading stays open until the next reading says whether it was a glitch or spike
     (:mod:`processors.kernels.counters`), unless that reading is already final.
     """
-    index, code = rows.index, rows.code
-    interval, intervals = freeze_intervals(rows, intervals)
-    known_max = per_key(index, register_max, "register_max").cast(pl.Float64).fill_null(np.nan)
+    catalog, code = coded.catalog, rows.code
+    interval, frozen = freeze_intervals(rows, coded.interval)
+    gauges = (rows.kinds & GAUGE) != 0
+    bounds = (
+        gauge_bounds(catalog.keys["metric"], rules.clean.gauge_ranges)
+        if gauges.any()
+        else np.zeros((0, 2))
+    )
     amount, flags = clean_arrays(
         code=code,
         ts=rows.ts,
         value=rows.value,
         kinds=rows.kinds,
-        bounds=gauge_bounds(index.keys["metric"], rules.clean.gauge_ranges),
+        bounds=bounds,
         interval=interval,
-        register_max=known_max.to_numpy(),
+        register_max=coded.register_max,
         params=rules.clean,
     )
-    if reference is not None:
-        median = per_key(index, reference, "median").cast(pl.Float64).fill_null(np.nan).to_numpy()
-        iqr = per_key(index, reference, "iqr").cast(pl.Float64).fill_null(np.nan).to_numpy()
-        flags |= spike_flags(amount, median[code], iqr[code], rules.clean.spike_iqr)
+    if not np.isnan(coded.iqr).all():
+        flags |= spike_flags(amount, coded.median[code], coded.iqr[code], rules.clean.spike_iqr)
 
     closes_before = watermark
     final = rows.final_end(rules.widest_s) + rules.allowed_lateness_ms < watermark[code]
@@ -84,19 +83,18 @@ def close(
         delta = (rows.kinds & (COUNTER | GAUGE)) == 0
         waiting = (((rows.kinds & COUNTER) != 0) | delta) & ~rows.anchor & ~final
         closes_before = np.minimum(
-            closes_before, pending_counters(code, rows.ts, waiting, index.size)
+            closes_before, pending_counters(code, rows.ts, waiting, catalog.n_keys)
         )
     live = np.flatnonzero(~rows.anchor & ~np.isnan(amount))
     live_code = code[live]
     since = counter_since(code, rows.ts, (rows.kinds & COUNTER) != 0)[live]
-    gauge = (rows.kinds[live] & GAUGE) != 0
-    before = _Emitted(emitted, emitted_code)
+    before = _Emitted(emitted, catalog.rank)
     parts = []
     widths = tuple(sorted(rules.widths_s))
     by_width = windows_by_width(
         code=live_code,
         ts=rows.ts[live],
-        gauge=gauge,
+        gauge=gauges[live],
         amount=amount[live],
         flags=flags[live],
         interval=interval,
@@ -110,31 +108,34 @@ def close(
         part = before.restate(w, closed, head_code[closed], width_s)
         part["head"] = live[part["head"]]
         parts.append(part)
-    windows = _window_frame(rows, parts)
+    numbers = _window_numbers(rows, parts, catalog.rank)
     keep = kept_rows(rows, final, rules)
-    new_code = windows["_code"].to_numpy()
-    windows = windows.drop("_code")
     return Closed(
         buffer=buffer_frame(rows.frame, rows.order[keep], final[keep]),
         emitted=_next_emitted(
-            (emitted, emitted_code, ~before.replaced), (windows, new_code), watermark, rules
+            emitted.filter(pl.Series(~before.replaced)) if before.replaced.any() else emitted,
+            numbers,
+            watermark,
+            rules,
+            catalog.rank,
         ),
-        windows=windows,
-        intervals=intervals,
+        windows=_window_frame(numbers, catalog),
+        interval=frozen,
     )
 
 
 class _Emitted:
     """The emitted windows of the touched keys as arrays (null masks where the column may be)."""
 
-    def __init__(self, emitted: pl.DataFrame, code: np.ndarray) -> None:
+    def __init__(self, emitted: pl.DataFrame, rank: np.ndarray) -> None:
         def column(name: str, fill: float) -> tuple[np.ndarray, np.ndarray]:
             series = emitted[name]
             if series.null_count() == 0:
                 return series.to_numpy(), np.zeros(len(series), dtype=bool)
             return series.fill_null(fill).to_numpy(), series.is_null().to_numpy()
 
-        self.code = code
+        self.rank = rank
+        self.key = rank[emitted["code"].to_numpy()]  # sorted like the rows: by key rank
         self.width = emitted["width_s"].to_numpy()
         self.bucket = emitted["bucket_start_ms"].to_numpy()
         self.actual, _ = column("actual", np.nan)
@@ -154,7 +155,7 @@ class _Emitted:
         """
         bucket = w.bucket_start_ms[closed]
         same_width = np.flatnonzero(self.width == width_s)
-        found = find_rows(code, bucket, self.code[same_width], self.bucket[same_width])
+        found = find_rows(self.rank[code], bucket, self.key[same_width], self.bucket[same_width])
         changed = np.ones(len(found), dtype=bool)
         was = np.flatnonzero(found >= 0)
         revision_was = np.zeros(0, dtype=np.int64)
@@ -191,101 +192,83 @@ class _Emitted:
         }
 
 
-def _window_frame(rows: SortedRows, parts: list[dict[str, np.ndarray]]) -> pl.DataFrame:
-    """One frame of the restated windows of every width, sorted like ``WINDOW_KEY``."""
+def _window_numbers(
+    rows: SortedRows, parts: list[dict[str, np.ndarray]], rank: np.ndarray
+) -> pl.DataFrame:
+    """The restated windows of every width as numbers (``state.EMITTED_SCHEMA``), sorted like
+    ``WINDOW_KEY`` (rows come sorted by key rank, so the widths' parts usually are)."""
     cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-    head = cols.pop("head")
-    source = rows.frame.select("tenant", "kind")[rows.order[head]]
-    keys = rows.index.keys[cols["_code"]]
-    out = pl.DataFrame(
-        {
-            "tenant": source["tenant"],
-            "device_id": keys["device_id"],
-            "metric": keys["metric"],
-            "kind": source["kind"],
-            **{name: cols[name] for name in WINDOW_SCHEMA if name in cols},
-            "revision": cols["revision"],
-            "_code": cols["_code"],
-        },
-        schema={**WINDOW_SCHEMA, "revision": pl.Int64(), "_code": pl.Int64()},
-    )
-    width, code, bucket = cols["width_s"], cols["_code"], cols["bucket_start_ms"]
+    cols["label"] = rows.frame["label"].to_numpy()[rows.order[cols.pop("head")]]
+    cols["code"] = cols.pop("_code")
+    width, key, bucket = cols["width_s"], rank[cols["code"]], cols["bucket_start_ms"]
     later = (width[1:] > width[:-1]) | (
         (width[1:] == width[:-1])
-        & ((code[1:] > code[:-1]) | ((code[1:] == code[:-1]) & (bucket[1:] > bucket[:-1])))
+        & ((key[1:] > key[:-1]) | ((key[1:] == key[:-1]) & (bucket[1:] > bucket[:-1])))
     )
-    return out if later.all() else out.sort("width_s", "_code", "bucket_start_ms")
+    if not later.all():
+        order = np.lexsort((bucket, key, width))
+        cols = {name: c[order] for name, c in cols.items()}
+    return pl.DataFrame({name: cols[name] for name in EMITTED_SCHEMA}, schema=EMITTED_SCHEMA)
+
+
+def _window_frame(numbers: pl.DataFrame, catalog: Catalog) -> pl.DataFrame:
+    """The windows with their strings (``WINDOW_SCHEMA`` and ``revision``)."""
+    keys = catalog.keys[numbers["code"].to_numpy()]
+    labels = catalog.labels[numbers["label"].to_numpy()]
+    return pl.concat([keys, labels, numbers.drop("code", "label")], how="horizontal").select(
+        [*WINDOW_SCHEMA, "revision"]
+    )
 
 
 def _next_emitted(
-    old: tuple[pl.DataFrame, np.ndarray, np.ndarray],
-    new: tuple[pl.DataFrame, np.ndarray],
+    old: pl.DataFrame,
+    new: pl.DataFrame,
     watermark: np.ndarray,
     rules: EventTimeParams,
+    rank: np.ndarray,
 ) -> pl.DataFrame:
     """The emitted windows to keep: the old ones not replaced and the new ones, both while
-    their widest window still takes late data, sorted by (key code, width, start).
-
-    ``old`` is (emitted frame, key codes, not replaced); ``new`` is (windows, key codes). The
-    rows are picked and ordered on arrays, and the frames gathered once.
-    """
-    old_frame, old_code, not_replaced = old
-    new_frame, new_code = new
-    old_at = np.flatnonzero(not_replaced & _retained(old_frame, old_code, watermark, rules))
-    new_at = np.flatnonzero(_retained(new_frame, new_code, watermark, rules))
-    code = np.concatenate([old_code[old_at], new_code[new_at]])
-    width = np.concatenate(
-        [old_frame["width_s"].to_numpy()[old_at], new_frame["width_s"].to_numpy()[new_at]]
-    )
-    bucket = np.concatenate(
-        [
-            old_frame["bucket_start_ms"].to_numpy()[old_at],
-            new_frame["bucket_start_ms"].to_numpy()[new_at],
-        ]
-    )
-    old_frame = old_frame.select(new_frame.columns).cast(new_frame.schema)
-    if len(code) == 0:
-        return new_frame.clear()
+    their widest window still takes late data, sorted by (key rank, width, start)."""
+    both = pl.concat([old, new]) if not old.is_empty() else new
+    code = both["code"].to_numpy()
+    bucket = both["bucket_start_ms"].to_numpy()
+    at = np.flatnonzero(_retained(bucket, code, watermark, rules))
+    if len(at) == 0:
+        return new.clear()
+    code, bucket = code[at], bucket[at]
+    width = both["width_s"].to_numpy()[at]
     widths = np.sort(pl.Series(width).unique().to_numpy())
     low = int(bucket.min())
     span = int(bucket.max()) - low + 1
+    key = rank[code]
     if len(widths) * span < 2**40:
-        order = sort_order(code, np.searchsorted(widths, width) * span + (bucket - low))
+        order = sort_order(key, np.searchsorted(widths, width) * span + (bucket - low))
     else:
-        order = np.lexsort((bucket, width, code))
-    if len(old_at) == 0:  # gather from one frame when the other adds nothing
-        return new_frame.gather(new_at[order])
-    if len(new_at) == 0:
-        return old_frame.gather(old_at[order])
-    picked = np.concatenate([old_at, old_frame.height + new_at])[order]
-    return pl.concat([old_frame, new_frame]).rechunk().gather(picked)
+        order = np.lexsort((bucket, width, key))
+    return both.gather(at[order])
 
 
-def freeze_intervals(rows: SortedRows, table: pl.DataFrame) -> tuple[np.ndarray, pl.DataFrame]:
-    """Interval per code (frozen, else inferred from the rows) and the table with new keys frozen.
+def freeze_intervals(rows: SortedRows, frozen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Interval per key code (frozen, else inferred from the rows) and the frozen intervals with
+    the new keys added.
 
     A key is frozen the first time it has at least 3 readings, one of them not final.
     """
-    index = rows.index
-    frozen = per_key(index, table, "interval_ms").cast(pl.Float64).fill_null(np.nan).to_numpy()
-    inferred = median_steps(rows.code, rows.ts, np.isnan(frozen))
-    counts = np.bincount(rows.code, minlength=index.size)
-    live = np.bincount(rows.code, weights=~rows.anchor, minlength=index.size)
-    freeze = np.isnan(frozen) & ~np.isnan(inferred) & (counts >= 3) & (live > 0)
-    if freeze.any():
-        new = index.keys.filter(pl.Series(freeze)).with_columns(
-            interval_ms=pl.Series(inferred[freeze]).cast(pl.Int64)
-        )
-        table = pl.concat([table, new.select(table.columns).cast(table.schema)])
-    return np.where(np.isnan(frozen), inferred, frozen), table
+    unknown = np.isnan(frozen)
+    if not unknown[rows.code].any():
+        return frozen, frozen
+    inferred = median_steps(rows.code, rows.ts, unknown)
+    counts = np.bincount(rows.code, minlength=len(frozen))
+    live = np.bincount(rows.code, weights=~rows.anchor, minlength=len(frozen))
+    freeze = unknown & ~np.isnan(inferred) & (counts >= 3) & (live > 0)
+    return np.where(unknown, inferred, frozen), np.where(freeze, inferred, frozen)
 
 
 def _retained(
-    windows: pl.DataFrame, code: np.ndarray, watermark: np.ndarray, rules: EventTimeParams
+    bucket: np.ndarray, code: np.ndarray, watermark: np.ndarray, rules: EventTimeParams
 ) -> np.ndarray:
     """Windows whose widest window still takes late data (a device without watermark: none)."""
     widest_ms = rules.widest_s * 1000
-    bucket = windows["bucket_start_ms"].to_numpy()
     wm = watermark[code]
     keep: np.ndarray = (wm != NO_WATERMARK) & (
         (bucket // widest_ms) * widest_ms + (widest_ms + rules.allowed_lateness_ms) >= wm

@@ -17,70 +17,29 @@ a reading is judged against the readings of its device that arrived before it, i
 
 Only the devices a call touches (those with new readings, or whose idle timer fires) are
 processed: the others' windows cannot change, so their part of the state is carried over as is.
-The touched readings are sorted by integer key codes (:mod:`processors.kernels.keys`,
-:mod:`processors.kernels.rows`) and the windows are built and compared on arrays
-(:mod:`processors.kernels.closing`).
+The state is kept as numbers (:mod:`processors.kernels.state`): incoming rows get their key
+codes from the state's catalog, one lookup per Kafka record (:mod:`processors.kernels.catalog`),
+the touched readings are sorted by key rank and time (:mod:`processors.kernels.rows`) and the
+windows are built and compared on arrays (:mod:`processors.kernels.closing`); strings are
+gathered back only for the output windows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
 
 from processors.kernels.closing import close, freeze_intervals
 from processors.kernels.decode import READING_SCHEMA
-from processors.kernels.keys import device_runs, same_as_previous
+from processors.kernels.keys import same_as_previous
 from processors.kernels.params import EventTimeParams
-from processors.kernels.rows import (
-    NO_WATERMARK,
-    buffer_of,
-    device_watermarks,
-    evict,
-    sort_rows,
-    split_devices,
-    watermark_rows,
-)
-from processors.kernels.windows import bucket_start, empty_windows
+from processors.kernels.rows import buffer_frame, evict, sort_rows
+from processors.kernels.state import BUFFER_SCHEMA, NO_WATERMARK, EventTimeState
+from processors.kernels.windows import bucket_starts, empty_windows
 
 DEDUP_KEY = ["device_id", "metric", "ts_ms"]
-_BUFFER_COLUMNS = [*READING_SCHEMA, "anchor"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class EventTimeState:
-    """What a processor keeps per partition between batches (rebuilt from the DB on assignment).
-
-    Attributes:
-        buffer: readings of windows that may still change, plus a few final "anchor" readings per
-            key (predecessors for counter consumption, gaps and stuck runs).
-        emitted: last emitted result per window still within the lateness, with its revision.
-        watermarks: (device_id, watermark_ms, last_seen_ms).
-        intervals: (device_id, metric, interval_ms) expected steps; inferred once, then frozen.
-        register_max: optional (device_id, metric, register_max) known register maxima.
-        reference: optional (device_id, metric, median, iqr) from history for spike detection
-            (without it no spikes are flagged: statistics of a batch depend on the batching).
-    """
-
-    buffer: pl.DataFrame = field(
-        default_factory=lambda: pl.DataFrame(schema={**READING_SCHEMA, "anchor": pl.Boolean()})
-    )
-    emitted: pl.DataFrame = field(
-        default_factory=lambda: empty_windows().with_columns(revision=pl.lit(0, pl.Int64))
-    )
-    watermarks: pl.DataFrame = field(
-        default_factory=lambda: pl.DataFrame(
-            schema={"device_id": pl.String, "watermark_ms": pl.Int64, "last_seen_ms": pl.Int64}
-        )
-    )
-    intervals: pl.DataFrame = field(
-        default_factory=lambda: pl.DataFrame(
-            schema={"device_id": pl.String, "metric": pl.String, "interval_ms": pl.Int64}
-        )
-    )
-    register_max: pl.DataFrame | None = None
-    reference: pl.DataFrame | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,30 +62,30 @@ def step(
         incoming = incoming.cast(READING_SCHEMA)  # type: ignore[arg-type]
     if incoming.is_empty():
         return StepResult(state, _no_windows(), _no_rejections(), 0)
-    device = incoming["device_id"]  # one lookup per run of a device (a Kafka batch)
-    devices = device.gather(np.flatnonzero((device != device.shift()).fill_null(True))).unique()
-    buffer, buffer_rest = split_devices(state.buffer.select(_BUFFER_COLUMNS), devices)
-    emitted, emitted_rest = split_devices(state.emitted, devices)
-    emitted = emitted.rechunk()
-    frame = pl.concat([buffer, incoming.with_columns(anchor=pl.lit(False))])
-    rows, index = sort_rows(frame, emitted, params.clean.stuck_kinds)
-    names, device_of = device_runs(index)
-    wm_at = watermark_rows(names, state.watermarks)  # None: a device has two rows
-    if wm_at is None:
-        wm_before = device_watermarks(names, state.watermarks)
-    else:
-        known = state.watermarks["watermark_ms"].fill_null(NO_WATERMARK).to_numpy()
-        wm_before = np.append(known, NO_WATERMARK)[wm_at]  # -1 picks the appended "unknown"
+    catalog, key, label = state.coded.catalog.code_rows(incoming)  # one lookup per run
+    coded = state.coded.grown(catalog)
+    device_of = catalog.key_device
+    touched = np.zeros(catalog.n_devices, dtype=bool)
+    touched[device_of[key]] = True
+    buffer, buffer_rest = _split(coded.buffer, touched, device_of)
+    emitted, emitted_rest = _split(coded.emitted, touched, device_of)
+    frame = pl.concat([buffer, _coded_rows(incoming, key, label)])
+    rows = sort_rows(frame, catalog, params.clean.stuck_kinds)
 
     # first arrival wins: the buffer's copy, else the earliest in the batch
     new = rows.order >= buffer.height
     duplicate = new & same_as_previous(rows.code, rows.ts)
     fresh = new & ~duplicate
-    first_device = device_of[rows.code]
+    row_device = device_of[rows.code]
     future = fresh & (rows.ts > now_ms + params.max_future_ms)
     deadline = rows.final_end(params.widest_s) + params.allowed_lateness_ms
     wm_row = _arrival_watermarks(
-        first_device, rows.order, rows.ts, fresh & ~future, wm_before[first_device], deadline
+        row_device,
+        rows.order,
+        rows.ts,
+        fresh & ~future,
+        coded.watermark[row_device],
+        deadline,
     )
     late = fresh & ~future & (deadline < wm_row)
     refused = future | late
@@ -139,37 +98,30 @@ def step(
     )
     rows = rows.take(~duplicate & ~future & ~late)
 
-    # watermarks: the largest accepted event time per device
+    # watermarks: the largest accepted event time per device (rows sorted by device)
     accepted = np.where(rows.order >= buffer.height, rows.ts, NO_WATERMARK)
     row_device = device_of[rows.code]
     starts = np.flatnonzero(~same_as_previous(row_device))
-    batch_max = np.full(names.len(), NO_WATERMARK, dtype=np.int64)
+    watermark = coded.watermark.copy()
+    seen = np.zeros(catalog.n_devices, dtype=bool)
     if len(starts):
-        batch_max[row_device[starts]] = np.maximum.reduceat(accepted, starts)
-    wm_after = np.maximum(wm_before, batch_max)
-    seen = batch_max != NO_WATERMARK
-    if wm_at is None:
-        watermarks = _advance(state.watermarks, names.filter(seen), batch_max[seen], now_ms)
-    else:
-        watermarks = _advance_rows(state.watermarks, wm_at, names, batch_max, now_ms)
+        batch_max = np.maximum.reduceat(accepted, starts)
+        hit = batch_max != NO_WATERMARK
+        device = row_device[starts[hit]]
+        watermark[device] = np.maximum(watermark[device], batch_max[hit])
+        seen[device] = True
 
-    done = close(
-        rows,
-        watermark=wm_after[device_of],
-        emitted=emitted,
-        emitted_code=index.codes[1],
-        intervals=state.intervals,
-        register_max=state.register_max,
-        reference=state.reference,
-        rules=params,
-    )
-    new_state = replace(
-        state,
+    done = close(rows, watermark=watermark[device_of], emitted=emitted, coded=coded, rules=params)
+    after = replace(
+        coded,
         buffer=_concat(buffer_rest, done.buffer),
         emitted=_concat(emitted_rest, done.emitted),
-        watermarks=watermarks,
-        intervals=done.intervals,
+        watermark=watermark,
+        last_seen=np.where(seen, now_ms, coded.last_seen),
+        known=coded.known | seen,
+        interval=done.interval,
     )
+    new_state = EventTimeState.of(after, state.register_max, state.reference)
     return StepResult(new_state, done.windows, rejected, int(duplicate.sum()))
 
 
@@ -177,48 +129,46 @@ def close_idle(
     state: EventTimeState, *, now_ms: int, idle_ms: int, params: EventTimeParams
 ) -> StepResult:
     """Close the open windows of devices not heard from for ``idle_ms`` (``idle_ms=0``: all)."""
-    idle = state.watermarks.filter(pl.col("last_seen_ms") <= now_ms - idle_ms)["device_id"]
-    buffer, _ = split_devices(state.buffer.select(_BUFFER_COLUMNS), idle)
+    coded = state.coded
+    catalog = coded.catalog
+    idle = coded.known & (coded.last_seen <= now_ms - idle_ms)
+    buffer = coded.buffer
+    code = buffer["code"].to_numpy()
+    device_of = catalog.key_device
+    live = np.flatnonzero(idle[device_of[code]] & ~buffer["anchor"].to_numpy())
+    if len(live) == 0:
+        return StepResult(state, _no_windows(), _no_rejections(), 0)
+    gauge = (catalog.labels["kind"] == "gauge").fill_null(False).to_numpy()
+    label = buffer["label"].to_numpy()[live]
     widest_ms = params.widest_s * 1000
-    ends = (
-        buffer.filter(~pl.col("anchor"))
-        .group_by("device_id")
-        .agg(_end=(bucket_start(params.widest_s) + widest_ms).max() + 1)
-        .join(state.watermarks.select("device_id", "watermark_ms"), on="device_id", how="left")
-        .filter(pl.col("watermark_ms").is_null() | (pl.col("_end") > pl.col("watermark_ms")))
-    )
-    if ends.is_empty():
+    end = bucket_starts(buffer["ts_ms"].to_numpy()[live], gauge[label], params.widest_s)
+    ends = np.full(catalog.n_devices, NO_WATERMARK, dtype=np.int64)
+    np.maximum.at(ends, device_of[code[live]], end + widest_ms + 1)
+    was = coded.watermark
+    touched = (ends != NO_WATERMARK) & ((was == NO_WATERMARK) | (ends > was))
+    if not touched.any():
         return StepResult(state, _no_windows(), _no_rejections(), 0)
 
-    touched = ends["device_id"]
-    pushed_wm = ends.select("device_id", "_end")
-    watermarks = (
-        state.watermarks.join(pushed_wm, on="device_id", how="left", maintain_order="left")
-        .with_columns(watermark_ms=pl.max_horizontal("watermark_ms", "_end"))
-        .drop("_end")
-    )
-    buffer, buffer_rest = split_devices(state.buffer.select(_BUFFER_COLUMNS), touched)
-    emitted, emitted_rest = split_devices(state.emitted, touched)
-    rows, index = sort_rows(buffer, emitted, params.clean.stuck_kinds)
-    names, device_of = device_runs(index)
+    watermark = np.where(touched, np.maximum(was, ends), was)
+    buffer, buffer_rest = _split(buffer, touched, device_of)
+    emitted, emitted_rest = _split(coded.emitted, touched, device_of)
+    rows = sort_rows(buffer, catalog, params.clean.stuck_kinds)
     done = close(
         rows,
-        watermark=device_watermarks(names, watermarks)[device_of],
+        watermark=watermark[device_of],
         emitted=emitted,
-        emitted_code=index.codes[1],
-        intervals=state.intervals,
-        register_max=state.register_max,
-        reference=state.reference,
+        coded=coded,
         rules=params,
         hold_counters=False,
     )
-    new_state = replace(
-        state,
+    after = replace(
+        coded,
         buffer=_concat(buffer_rest, done.buffer),
         emitted=_concat(emitted_rest, done.emitted),
-        watermarks=watermarks,
-        intervals=done.intervals,
+        watermark=watermark,
+        interval=done.interval,
     )
+    new_state = EventTimeState.of(after, state.register_max, state.reference)
     return StepResult(new_state, done.windows, _no_rejections(), 0)
 
 
@@ -246,70 +196,55 @@ def rebuild_state(
         register_max: known register maxima.
         reference: median/IQR per key for spike detection.
     """
-    base = EventTimeState()
     frame = readings.select(list(READING_SCHEMA)).cast(READING_SCHEMA)  # type: ignore[arg-type]
     watermarks = frame.group_by("device_id").agg(
         watermark_ms=pl.col("ts_ms").max(), last_seen_ms=pl.lit(now_ms, pl.Int64)
     )
-    stored = emitted.select(base.emitted.columns).cast(base.emitted.schema)
     state = EventTimeState(
-        emitted=stored,
-        watermarks=watermarks.select(base.watermarks.columns),
-        intervals=base.intervals if intervals is None else intervals.select(base.intervals.columns),
+        emitted=emitted,
+        watermarks=watermarks,
+        intervals=intervals,
         register_max=register_max,
         reference=reference,
     )
-    rows, index = sort_rows(
-        frame.with_columns(anchor=pl.lit(False)), stored.clear(), params.clean.stuck_kinds
-    )
+    if frame.is_empty():
+        return state
+    catalog, key, label = state.coded.catalog.code_rows(frame)
+    coded = state.coded.grown(catalog)
+    rows = sort_rows(_coded_rows(frame, key, label), catalog, params.clean.stuck_kinds)
     rows = rows.take(~same_as_previous(rows.code, rows.ts))  # first copy of a repeated reading
-    names, device_of = device_runs(index)
-    kept = evict(rows, device_watermarks(names, watermarks)[device_of], params)
-    _, known = freeze_intervals(kept, state.intervals)
-    return replace(state, buffer=buffer_of(kept), intervals=known)
+    kept = evict(rows, coded.watermark[catalog.key_device], params)
+    _, known = freeze_intervals(kept, coded.interval)
+    buffer = buffer_frame(kept.frame, kept.order, kept.anchor)
+    return EventTimeState.of(replace(coded, buffer=buffer, interval=known), register_max, reference)
 
 
-def _advance(
-    watermarks: pl.DataFrame, devices: pl.Series, batch_max: np.ndarray, now_ms: int
-) -> pl.DataFrame:
-    seen = pl.DataFrame({"device_id": devices, "batch_max": batch_max})
-    return (
-        watermarks.join(seen, on="device_id", how="full", coalesce=True)
-        .with_columns(
-            watermark_ms=pl.max_horizontal("watermark_ms", "batch_max"),
-            last_seen_ms=pl.when(pl.col("batch_max").is_not_null())
-            .then(pl.lit(now_ms, pl.Int64))
-            .otherwise(pl.col("last_seen_ms")),
-        )
-        .drop("batch_max")
-    )
+def _coded_rows(readings: pl.DataFrame, key: np.ndarray, label: np.ndarray) -> pl.DataFrame:
+    """Readings as state rows (``BUFFER_SCHEMA``), not anchors."""
+    return readings.select(
+        code=pl.Series(key, dtype=pl.Int64),
+        label=pl.Series(label, dtype=pl.Int64),
+        ts_ms="ts_ms",
+        value="value",
+        seq="seq",
+        received_at_ms="received_at_ms",
+        anchor=pl.lit(False),
+    ).select(list(BUFFER_SCHEMA))
 
 
-def _advance_rows(
-    watermarks: pl.DataFrame, at: np.ndarray, names: pl.Series, batch_max: np.ndarray, now_ms: int
-) -> pl.DataFrame:
-    """:func:`_advance` given each device's row in ``watermarks`` (``at``, -1: none)."""
-    seen = batch_max != NO_WATERMARK
-    update = np.flatnonzero(seen & (at >= 0))
-    rows = at[update]
-    wm = watermarks["watermark_ms"]
-    old = wm.gather(rows).fill_null(NO_WATERMARK).to_numpy()
-    out = watermarks.with_columns(
-        wm.clone().scatter(rows, np.maximum(old, batch_max[update])),
-        watermarks["last_seen_ms"].clone().scatter(rows, now_ms),
-    )
-    added = np.flatnonzero(seen & (at < 0))
-    if len(added) == 0:
-        return out
-    new = pl.DataFrame(
-        {
-            "device_id": names.gather(added),
-            "watermark_ms": batch_max[added],
-            "last_seen_ms": np.full(len(added), now_ms, dtype=np.int64),
-        },
-        schema=watermarks.schema,
-    )
-    return pl.concat([out, new])
+def _split(
+    frame: pl.DataFrame, devices: np.ndarray, device_of: np.ndarray
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows of ``frame`` (with key codes) of the ``devices`` (mask per device code), and the rest."""
+    if frame.is_empty():
+        return frame, frame
+    hit = devices[device_of[frame["code"].to_numpy()]]
+    if hit.all():
+        return frame, frame.clear()
+    if not hit.any():
+        return frame.clear(), frame
+    mask = pl.Series(hit)
+    return frame.filter(mask), frame.filter(~mask)
 
 
 def _arrival_watermarks(
@@ -321,35 +256,46 @@ def _arrival_watermarks(
     deadline: np.ndarray,
 ) -> np.ndarray:
     """Each row's device watermark when the row arrived: ``before`` (earlier batches) raised by
-    the ``counts`` rows of the same device that arrived earlier in this batch (``order``).
+    the ``counts`` rows of the same device that arrived earlier in this batch (``order``: the
+    rows' arrival positions, a permutation of ``range(len(ts))``).
 
-    Rows are grouped by device. A device's readings keep their order through the broker, the
-    gateway and Kafka, so this makes ``too_late`` independent of where polls are cut (live and
-    replay refuse the same readings). The exact pass runs only when some row could be late.
+    A device's readings keep their order through the broker, the gateway and Kafka, so this
+    makes ``too_late`` independent of where polls are cut (live and replay refuse the same
+    readings). The exact pass runs only when some row could be late. It walks the rows in
+    arrival order, where a device's rows are usually one run (one Kafka record), so grouping
+    by device needs no sort.
     """
-    if len(ts) == 0:
+    if len(ts) == 0 or not counts.any():
         return before
     starts = np.flatnonzero(~same_as_previous(device))
     newest = np.maximum.reduceat(np.where(counts, ts, NO_WATERMARK), starts)
     top = np.maximum(before, np.repeat(newest, np.diff(starts, append=len(ts))))
     if not (counts & (deadline < top)).any():
         return before
-    perm = np.lexsort((order, device))
-    d = device[perm]
+    at = np.empty_like(order)
+    at[order] = np.arange(len(order))  # sorted position of each arrival position
+    at = at[int(order[counts].min()) :]  # nothing counted arrived before: ``before`` holds
+    d = device[at]
+    runs = np.flatnonzero(~same_as_previous(d))
+    if np.bincount(d[runs]).max() > 1:  # a device in several runs: group it, stably
+        at = at[np.argsort(d, kind="stable")]
+        d = device[at]
+        runs = np.flatnonzero(~same_as_previous(d))
     floor = int(ts.min()) - 1  # below every event time: "nothing earlier" within a device
-    v = np.where(counts, ts, floor)[perm] - floor  # >= 0
-    first = np.r_[True, d[1:] != d[:-1]]
-    seg = np.cumsum(first) - 1
+    v = np.where(counts[at], ts[at], floor) - floor  # >= 0
+    seg = np.zeros(len(at), dtype=np.int64)
+    seg[runs[1:]] = 1
+    np.cumsum(seg, out=seg)
     span = int(v.max()) + 1
     # running max per device in arrival order: offset each device above the previous ones so
     # one accumulate never carries a value across devices
     lifted = np.maximum.accumulate(v + seg * span) - seg * span
     earlier = np.empty_like(lifted)
     earlier[1:] = lifted[:-1]
-    earlier[first] = 0  # exclusive: the rows before this one
+    earlier[runs] = 0  # exclusive: the rows before this one
     earlier = np.where(earlier > 0, earlier + floor, NO_WATERMARK)
-    out = np.empty_like(before)
-    out[perm] = np.maximum(before[perm], earlier)
+    out = before.copy()
+    out[at] = np.maximum(before[at], earlier)
     return out
 
 
@@ -387,7 +333,9 @@ def _rejected(
 def _concat(rest: pl.DataFrame, part: pl.DataFrame) -> pl.DataFrame:
     if rest.is_empty():
         return part
-    return pl.concat([rest, part.select(rest.columns)])
+    if part.is_empty():
+        return rest
+    return pl.concat([rest, part])
 
 
 def _no_windows() -> pl.DataFrame:

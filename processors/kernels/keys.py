@@ -4,8 +4,10 @@ Frames in the processors are made of long runs of one key (a Kafka batch is one 
 buffer is kept sorted), so the strings are compared only at run boundaries: the run heads are
 sorted once and ranked, and every row gets its run's code with ``np.repeat``. Code ``i`` is the
 ``i``-th key in (device_id, metric) byte order, so sorting by code sorts like the strings.
-Per-key tables (intervals, register maxima, watermarks...) are joined at key level, one row per
-key, and spread to rows by indexing with the codes.
+Per-key tables (intervals, register maxima, reference...) are joined at key level, one row per
+key, and spread to rows by indexing with the codes. (:func:`processors.kernels.clean.clean` codes
+its frame here; the event-time state keeps stable codes of its own,
+:mod:`processors.kernels.catalog`.)
 """
 
 from __future__ import annotations
@@ -77,14 +79,6 @@ def per_key(index: KeyIndex, table: pl.DataFrame | None, column: str) -> pl.Seri
         right = right.unique(KEY, keep="first", maintain_order=True)
         found = index.keys.join(right, on=KEY, how="left", maintain_order="left")
     return found[column]
-
-
-def device_runs(index: KeyIndex) -> tuple[pl.Series, np.ndarray]:
-    """The distinct devices of the keys (in order) and each code's position among them."""
-    starts = run_starts(index.keys, ["device_id"])
-    marks = np.zeros(index.size, dtype=np.int64)
-    marks[starts] = 1
-    return index.keys["device_id"].gather(starts), np.cumsum(marks) - 1
 
 
 def sort_order(code: np.ndarray, ts: np.ndarray) -> np.ndarray:

@@ -1,8 +1,7 @@
-"""Readings of the touched keys as arrays sorted by (key code, time), and what is kept of them.
+"""Readings of the touched keys as arrays sorted by (key rank, time), and what is kept of them.
 
-:func:`sort_rows` turns a frame into :class:`SortedRows` (the frame plus sorted numpy columns and
-their key codes, :mod:`processors.kernels.keys`); :func:`evict` decides which rows stay in the
-buffer; :func:`split_devices` separates the state rows of the devices a call touches.
+:func:`sort_rows` turns a coded frame (``state.BUFFER_SCHEMA``) into :class:`SortedRows` (the
+frame plus sorted numpy columns); :func:`evict` decides which rows stay in the buffer.
 """
 
 from __future__ import annotations
@@ -12,21 +11,19 @@ from dataclasses import dataclass, replace
 import numpy as np
 import polars as pl
 
+from processors.kernels.catalog import Catalog
 from processors.kernels.clean import COUNTER, GAUGE, STUCK_CHECKED, kind_bits
-from processors.kernels.keys import KeyIndex, index_keys, run_ids, sort_order
+from processors.kernels.keys import run_ids, sort_order
 from processors.kernels.params import EventTimeParams
 from processors.kernels.windows import bucket_starts
-
-NO_WATERMARK = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True, slots=True)
 class SortedRows:
-    """Readings of some keys as arrays sorted by (code, ts), with their source frame."""
+    """Readings of some keys as arrays sorted by (key rank, ts), with their source frame."""
 
-    frame: pl.DataFrame  # source rows (reading columns and ``anchor``), any order
+    frame: pl.DataFrame  # source rows (``state.BUFFER_SCHEMA``), any order
     order: np.ndarray  # frame positions, sorted
-    index: KeyIndex  # the key codes
     code: np.ndarray  # key code of each sorted row
     ts: np.ndarray  # event time, ms
     value: np.ndarray  # reading value
@@ -40,7 +37,6 @@ class SortedRows:
         return SortedRows(
             frame=self.frame,
             order=self.order[keep],
-            index=self.index,
             code=self.code[keep],
             ts=self.ts[keep],
             value=self.value[keep],
@@ -54,70 +50,23 @@ class SortedRows:
         return bucket_starts(self.ts, gauge, widest_s) + widest_s * 1000
 
 
-def sort_rows(
-    frame: pl.DataFrame, emitted: pl.DataFrame, stuck_kinds: tuple[str, ...]
-) -> tuple[SortedRows, KeyIndex]:
-    """Rows of ``frame`` sorted by (key, time), first arrival first among equal times.
-
-    ``emitted`` (windows) is indexed too, so its rows get codes of the same keys.
-    """
+def sort_rows(frame: pl.DataFrame, catalog: Catalog, stuck_kinds: tuple[str, ...]) -> SortedRows:
+    """Rows of a coded ``frame`` sorted by (key rank, time), first arrival first among equal
+    times: a device's keys are adjacent, in (device_id, metric) byte order."""
     frame = frame.rechunk()  # gathers from one chunk are several times faster
-    index = index_keys(frame, emitted)
-    code = index.codes[0]
+    code = frame["code"].to_numpy()
     ts = frame["ts_ms"].to_numpy()
-    order = sort_order(code, ts)
-    rows = SortedRows(
+    order = sort_order(catalog.rank[code], ts)
+    label_bits = kind_bits(catalog.labels["kind"], stuck_kinds)
+    return SortedRows(
         frame=frame,
         order=order,
-        index=index,
         code=code[order],
         ts=ts[order],
         value=frame["value"].to_numpy()[order],
-        kinds=kind_bits(frame["kind"], stuck_kinds)[order],
+        kinds=label_bits[frame["label"].to_numpy()[order]],
         anchor=frame["anchor"].to_numpy()[order],
     )
-    return rows, index
-
-
-def split_devices(frame: pl.DataFrame, devices: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Rows of ``devices`` and the others (checked once per run of one device)."""
-    if frame.is_empty():
-        return frame, frame
-    starts = np.flatnonzero(
-        frame.select((pl.col("device_id") != pl.col("device_id").shift()).fill_null(True))
-        .to_series()
-        .to_numpy()
-    )
-    hit = frame["device_id"].gather(starts).is_in(devices.implode()).to_numpy()
-    if hit.all():
-        return frame, frame.clear()
-    if not hit.any():
-        return frame.clear(), frame
-    mask = pl.Series(np.repeat(hit, np.diff(np.append(starts, frame.height))))
-    return frame.filter(mask), frame.filter(~mask)
-
-
-def device_watermarks(names: pl.Series, watermarks: pl.DataFrame) -> np.ndarray:
-    """Watermark of each device in ``names`` (NO_WATERMARK where unknown)."""
-    table = watermarks.select("device_id", "watermark_ms")
-    left = names.to_frame("device_id")
-    try:
-        found = left.join(table, on="device_id", how="left", maintain_order="left", validate="m:1")
-    except pl.exceptions.ComputeError:  # a repeated device: its first row counts
-        table = table.unique("device_id", keep="first", maintain_order=True)
-        found = left.join(table, on="device_id", how="left", maintain_order="left")
-    return found["watermark_ms"].fill_null(NO_WATERMARK).to_numpy()
-
-
-def watermark_rows(names: pl.Series, watermarks: pl.DataFrame) -> np.ndarray | None:
-    """Row of each device of ``names`` in ``watermarks`` (-1: none; None: a device repeats)."""
-    table = watermarks.select("device_id").with_row_index("_w")
-    left = names.to_frame("device_id")
-    try:
-        found = left.join(table, on="device_id", how="left", maintain_order="left", validate="m:1")
-    except pl.exceptions.ComputeError:
-        return None
-    return found["_w"].cast(pl.Int64).fill_null(-1).to_numpy()
 
 
 def evict(
@@ -154,11 +103,6 @@ def kept_rows(rows: SortedRows, final: np.ndarray, rules: EventTimeParams) -> np
     return keep
 
 
-def buffer_of(rows: SortedRows) -> pl.DataFrame:
-    """The rows as a buffer frame (reading columns and ``anchor``), sorted."""
-    return buffer_frame(rows.frame, rows.order, rows.anchor)
-
-
 def buffer_frame(frame: pl.DataFrame, order: np.ndarray, anchor: np.ndarray) -> pl.DataFrame:
-    """Rows ``order`` of ``frame`` as a buffer frame with their ``anchor`` flags."""
+    """Rows ``order`` of a coded ``frame`` with their new ``anchor`` flags."""
     return frame[order].with_columns(anchor=pl.Series(anchor, dtype=pl.Boolean))
