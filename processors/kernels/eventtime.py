@@ -65,8 +65,9 @@ def step(
     catalog, key, label = state.coded.catalog.code_rows(incoming)  # one lookup per run
     coded = state.coded.grown(catalog)
     device_of = catalog.key_device
+    arriving = device_of[key]
     touched = np.zeros(catalog.n_devices, dtype=bool)
-    touched[device_of[key]] = True
+    touched[arriving] = True
     buffer, buffer_rest = _split(coded.buffer, touched, device_of)
     emitted, emitted_rest = _split(coded.emitted, touched, device_of)
     frame = pl.concat([buffer, _coded_rows(incoming, key, label)])
@@ -79,16 +80,18 @@ def step(
     row_device = device_of[rows.code]
     future = fresh & (rows.ts > now_ms + params.max_future_ms)
     deadline = rows.final_end(params.widest_s) + params.allowed_lateness_ms
-    wm_row = _arrival_watermarks(
-        row_device,
-        rows.order,
-        rows.ts,
-        fresh & ~future,
-        coded.watermark[row_device],
-        deadline,
-    )
-    late = fresh & ~future & (deadline < wm_row)
-    refused = future | late
+    counted = fresh & ~future
+    wm_row = coded.watermark[row_device]
+    if _in_time_order(arriving, incoming["ts_ms"].to_numpy()):
+        # no reading of this batch follows a later one of its device: only earlier batches count
+        late = counted & (deadline < wm_row)
+        refused = future | late
+        if refused.any():  # the refused readings' details show their arrival watermark
+            wm_row = _arrival_watermarks(row_device, rows.order, rows.ts, counted, wm_row, deadline)
+    else:
+        wm_row = _arrival_watermarks(row_device, rows.order, rows.ts, counted, wm_row, deadline)
+        late = counted & (deadline < wm_row)
+        refused = future | late
     rejected = _rejected(
         incoming,
         rows.order[refused] - buffer.height,
@@ -245,6 +248,21 @@ def _split(
         return frame.clear(), frame
     mask = pl.Series(hit)
     return frame.filter(mask), frame.filter(~mask)
+
+
+def _in_time_order(device: np.ndarray, ts: np.ndarray) -> bool:
+    """Whether each device's rows (in arrival order) are one run with non-decreasing times.
+
+    Then a reading's watermark from the readings of its batch that arrived before it is at most
+    its own time, before its window's end: it is judged by the earlier batches' watermark alone.
+    """
+    if len(ts) < 2:
+        return True
+    other = device[1:] != device[:-1]
+    if not ((ts[1:] >= ts[:-1]) | other).all():
+        return False
+    heads = device[np.flatnonzero(other) + 1]
+    return bool(np.bincount(np.append(heads, device[0])).max() <= 1)
 
 
 def _arrival_watermarks(
