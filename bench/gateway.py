@@ -103,12 +103,13 @@ def _ensure_topics(bootstrap: str, topics: list[str]) -> None:
 def _session(s: Any, client_id: str, sub: str) -> None:
     """Create the gateway's persistent session and subscription, then leave it."""
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     c.username_pw_set(s.mqtt_gateway_user, s.mqtt_gateway_password)
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
     c.connect(s.mqtt_host, s.mqtt_port, clean_start=False, properties=props)
     c.loop_start()

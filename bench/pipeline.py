@@ -107,24 +107,44 @@ def _probe(seconds: float, every_s: float, out: Any) -> None:
     out.put(sent)
 
 
-def _watch_probe(dsn: str, seconds: float) -> dict[int, float]:
-    """Poll the probe's rows; first time (epoch ms) each event time was visible."""
-    seen: dict[int, float] = {}
+def _watch_probe(dsn: str, seconds: float) -> dict[int, tuple[float, int, int]]:
+    """Poll the probe's rows: per event time, when it was first visible (epoch ms), and the
+    row's ``received_at`` (gateway) and ``stored_at`` (start of the processor's transaction)."""
+    seen: dict[int, tuple[float, int, int]] = {}
     last = 0
     t_end = time.monotonic() + seconds
     with psycopg.connect(dsn, autocommit=True) as conn:
         while time.monotonic() < t_end:
             rows = conn.execute(
-                "SELECT (extract(epoch FROM ts) * 1000)::bigint FROM readings "
+                "SELECT (extract(epoch FROM ts) * 1000)::bigint,"
+                " (extract(epoch FROM received_at) * 1000)::bigint,"
+                " (extract(epoch FROM stored_at) * 1000)::bigint FROM readings "
                 "WHERE device_id = 'probe' AND ts > to_timestamp(%s / 1000.0)",
                 (last,),
             ).fetchall()
             now = time.time() * 1000
-            for (ts,) in rows:
-                seen.setdefault(int(ts), now)
+            for ts, received, stored in rows:
+                seen.setdefault(int(ts), (now, int(received), int(stored)))
                 last = max(last, int(ts))
             time.sleep(0.025)
     return seen
+
+
+def _stages(seen: dict[int, tuple[float, int, int]], sent: list[int]) -> dict[str, Any]:
+    """p50/p99 (ms) of the latency's parts: publish -> gateway receive -> processor transaction
+    start -> visible (the commit; plus up to 25 ms of polling)."""
+    rows = np.array([(t, *seen[t]) for t in sent if t in seen], dtype=np.float64)
+    if rows.size == 0:
+        return {}
+    parts = {
+        "to_gateway": rows[:, 2] - rows[:, 0],
+        "gateway_to_transaction": rows[:, 3] - rows[:, 2],
+        "transaction_to_visible": rows[:, 1] - rows[:, 3],
+    }
+    return {
+        name: {f"p{q}_ms": round(float(np.percentile(v, q)), 1) for q in (50, 99)}
+        for name, v in parts.items()
+    }
 
 
 def _step(
@@ -203,27 +223,32 @@ def run(quick: bool) -> dict[str, Any]:
         progress(f"latency at {half:.0f} msgs/s (half the sustained maximum)")
         q: Any = mp.Queue()
         probe = mp.Process(target=_probe, args=(hold_s, 0.1, q))
-        load = mp.Process(target=_step_load, args=(half, hold_s, base_s + len(rates) * STEP_SPAN_S))
+        procs, load_q = _start_publishers(half, hold_s, base_s + len(rates) * STEP_SPAN_S)
         probe.start()
-        load.start()
         seen = _watch_probe(run_.dsn(settings), hold_s + 8)
         sent_probe = q.get()
         probe.join()
-        load.join()
+        loaded = _join_publishers(procs, load_q)
+        load_rate = round(sum(n for n, _ in loaded) / max(e for _, e in loaded))
         wait_until(lambda: sum(asyncio.run(lag(settings, run_))) == 0, timeout_s=60)
         time.sleep(2)
         total_sent = (
-            sum(s["sent"] for s in steps) * PACK + int(half * hold_s) * PACK + len(sent_probe)
+            sum(s["sent"] for s in steps) * PACK
+            + sum(n for n, _ in loaded) * PACK
+            + len(sent_probe)
         )
         with psycopg.connect(run_.dsn(settings)) as conn:
             # only this bench's devices: every run's gateway subscribes to pilots/#, so what
             # other users of the shared broker publish meanwhile lands here too
-            stored, foreign = conn.execute(
+            counts = conn.execute(
                 f"SELECT count(*) FILTER (WHERE {OURS}), count(*) FILTER (WHERE NOT {OURS}) "
                 "FROM readings"
             ).fetchone()
-            rejected = conn.execute(f"SELECT count(*) FROM rejections WHERE {OURS}").fetchone()[0]
-    lat = np.array([seen[t] - t for t in sent_probe if t in seen])
+            refused = conn.execute(f"SELECT count(*) FROM rejections WHERE {OURS}").fetchone()
+            assert counts is not None  # an aggregate returns one row
+            assert refused is not None
+            (stored, foreign), rejected = counts, refused[0]
+    lat = np.array([seen[t][0] - t for t in sent_probe if t in seen])
     missing_probe = sum(1 for t in sent_probe if t not in seen)
     pct = (lambda q: round(float(np.percentile(lat, q)), 1)) if lat.size else (lambda q: None)
     last = steps[-1]
@@ -234,6 +259,8 @@ def run(quick: bool) -> dict[str, Any]:
         "p99_ms": pct(99),
         "max_ms": round(float(lat.max()), 1) if lat.size else None,
         "lost": int(total_sent - stored - rejected),
+        "latency_parts": _stages(seen, sent_probe),
+        "latency_load_achieved_msgs_per_s": load_rate,
         "probe_readings_not_seen": missing_probe,
         "stored": int(stored),
         "rejected": int(rejected),
@@ -265,7 +292,3 @@ def _join_publishers(procs: list[Any], q: Any) -> list[tuple[int, float]]:
     for p in procs:
         p.join()
     return results
-
-
-def _step_load(rate: float, seconds: float, base_s: int) -> None:
-    _join_publishers(*_start_publishers(rate, seconds, base_s))

@@ -72,7 +72,9 @@ def _mqtt(n_msgs: int) -> dict[str, Any]:
         "acked": pub.stats.acked,
         "seconds": round(dt, 2),
         "msgs_per_s": round(msgs.height / dt),
-        "mean_bytes": round(msgs["payload"].str.len_bytes().mean() or 0),
+        "mean_bytes": round(float(msgs["payload"].str.len_bytes().to_numpy().mean()))
+        if msgs.height
+        else 0,
     }
 
 

@@ -30,7 +30,8 @@ def summary(
 
 def rss_mb(pid: int | None = None) -> float:
     """Resident memory of a process in MiB."""
-    return round(psutil.Process(pid or os.getpid()).memory_info().rss / 2**20, 1)
+    rss: int = psutil.Process(pid or os.getpid()).memory_info().rss
+    return round(rss / 2**20, 1)
 
 
 def progress(msg: str) -> None:
