@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -54,8 +54,11 @@ def decode_batches(batches: Sequence[ReadingBatch]) -> pl.DataFrame:
     def text(name: str) -> pl.Series:
         # a batch usually carries one metric and kind: repeat it rather than build n strings
         lists = list(map(attrgetter(name), batches))
-        heads = [v[0] if v else "" for v in lists]
-        if all(v.count(h) == len(v) for v, h in zip(lists, heads, strict=True)):
+        heads = (
+            list(map(itemgetter(0), lists)) if lengths.all() else [v[0] if v else "" for v in lists]
+        )
+        same = np.fromiter(map(list.count, lists, heads), np.int64, len(lists))
+        if (same == lengths).all():
             return per_batch(heads, pl.String())
         return pl.Series(list(chain.from_iterable(lists)), dtype=pl.String())
 
