@@ -17,9 +17,7 @@ from typing import NamedTuple
 
 import polars as pl
 
-from pilotstream.codec import decode_batch
-from pilotstream.contracts import ReadingBatch, WindowDelta
-from pilotstream.errors import DecodeError
+from pilotstream.contracts import WindowDelta
 from pilotstream.logs import get_logger
 from pilotstream.registry import Registry
 from processors.baseline_provider import BaselineProvider
@@ -29,12 +27,12 @@ from processors.kernels import (
     EventTimeState,
     MetricRule,
     close_idle,
-    decode_batches,
     emission_deltas,
     pilot_rules,
     step,
 )
 from processors.kernels.windows import empty_windows
+from processors.records import TextColumns, decode_records
 from processors.sink import (
     BadRecord,
     bad_batch_rows,
@@ -118,6 +116,7 @@ class BatchProcessor:
             t: pilot_rules(p, registry.cities[p.city]) for t, p in registry.pilots.items()
         }
         self.states: dict[int, EventTimeState] = {}
+        self._text = TextColumns()  # decoded metric/unit/kind columns, by their JSON bytes
         self.generation = -1
         self.next_offsets: dict[int, int] = {}
 
@@ -187,7 +186,7 @@ class BatchProcessor:
             t1 = time.monotonic()
             # the CPU-heavy parts run in a worker thread (numpy and polars release the GIL): the
             # event loop keeps the consumer's heartbeats going through a long poll
-            frame, invalid = await asyncio.to_thread(_columns, partition, records, bad)
+            frame, invalid = await asyncio.to_thread(_columns, partition, records, bad, self._text)
             t2 = time.monotonic()
             state = await self._rehydrate(self.states[partition], frame, now_ms)
             t3 = time.monotonic()
@@ -363,27 +362,11 @@ def _split_invalid(frame: pl.DataFrame, *, nul: bool) -> tuple[pl.DataFrame, pl.
 
 
 def _columns(
-    partition: int, records: Sequence[Record], bad: list[BadRecord]
+    partition: int, records: Sequence[Record], bad: list[BadRecord], text: TextColumns
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Kafka records -> (readings the database may take, readings refused as ``bad_reading``)."""
-    batches, nul = _decode(partition, records, bad)
-    return _split_invalid(decode_batches(batches), nul=nul)
-
-
-def _decode(
-    partition: int, records: Sequence[Record], bad: list[BadRecord]
-) -> tuple[list[ReadingBatch], bool]:
-    """The records' batches (undecodable ones go to ``bad``), and whether any holds a NUL."""
-    out = []
-    nul = False
-    for r in records:  # one loop per Kafka record (a batch of readings), not per reading
-        try:
-            out.append(decode_batch(r.value))
-        except DecodeError as exc:
-            bad.append(BadRecord(partition, r.offset, r.key, r.value, str(exc), r.timestamp_ms))
-            continue
-        nul = nul or _NUL in r.value
-    return out, nul
-
-
-_NUL = b"\\u0000"  # JSON escapes a NUL in a string this way (a raw one is invalid JSON)
+    decoded = decode_records([r.value for r in records], text)
+    for i, why in decoded.refused:
+        r = records[i]
+        bad.append(BadRecord(partition, r.offset, r.key, r.value, why, r.timestamp_ms))
+    return _split_invalid(decoded.frame(), nul=decoded.nul)
