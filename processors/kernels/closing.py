@@ -23,11 +23,16 @@ from processors.kernels.clean import (
     spike_flags,
 )
 from processors.kernels.counters import counter_since, pending_counters
-from processors.kernels.keys import find_rows, sort_order
+from processors.kernels.keys import find_rows, same_as_previous, sort_order
 from processors.kernels.params import EventTimeParams
 from processors.kernels.rows import SortedRows, buffer_frame, kept_rows
 from processors.kernels.state import EMITTED_SCHEMA, NO_WATERMARK, Coded
-from processors.kernels.windows import WINDOW_SCHEMA, WindowArrays, windows_by_width
+from processors.kernels.windows import (
+    WINDOW_SCHEMA,
+    WindowArrays,
+    bucket_starts,
+    windows_by_width,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,8 @@ class Closed:
     emitted: pl.DataFrame  # emitted windows still within the lateness (``state.EMITTED_SCHEMA``)
     windows: pl.DataFrame  # windows closed for the first time or restated, with ``revision``
     interval: np.ndarray  # frozen interval per key code, the newly inferred keys added
+    closed_until: np.ndarray  # per key code: windows ending before it are closed
+    settled: np.ndarray  # per key code: closed with a frozen interval
 
 
 def close(
@@ -85,9 +92,12 @@ def close(
         closes_before = np.minimum(
             closes_before, pending_counters(code, rows.ts, waiting, catalog.n_keys)
         )
-    live = np.flatnonzero(~rows.anchor & ~np.isnan(amount))
+    since = counter_since(code, rows.ts, (rows.kinds & COUNTER) != 0)
+    live = np.flatnonzero(
+        _may_change(rows, ~rows.anchor & ~np.isnan(amount), (amount, flags, since), coded, rules)
+    )
     live_code = code[live]
-    since = counter_since(code, rows.ts, (rows.kinds & COUNTER) != 0)[live]
+    since_live = since[live]
     before = _Emitted(emitted, catalog.rank)
     parts = []
     widths = tuple(sorted(rules.widths_s))
@@ -100,7 +110,7 @@ def close(
         interval=interval,
         widths_s=widths,
         min_coverage=rules.min_coverage,
-        since=since,
+        since=since_live,
     )
     for width_s, w in zip(widths, by_width, strict=True):
         head_code = live_code[w.head]
@@ -110,8 +120,13 @@ def close(
         parts.append(part)
     numbers = _window_numbers(rows, parts, catalog.rank)
     keep = kept_rows(rows, final, rules)
+    cleaned = np.bincount(code, minlength=catalog.n_keys) > 0
     return Closed(
-        buffer=buffer_frame(rows.frame, rows.order[keep], final[keep]),
+        buffer=buffer_frame(rows.frame, rows.order[keep], final[keep]).with_columns(
+            amount=pl.Series(amount[keep], dtype=pl.Float64),
+            flags=pl.Series(flags[keep], dtype=pl.Int64),
+            since=pl.Series(since[keep], dtype=pl.Int64),
+        ),
         emitted=_next_emitted(
             emitted.filter(pl.Series(~before.replaced)) if before.replaced.any() else emitted,
             numbers,
@@ -121,7 +136,52 @@ def close(
         ),
         windows=_window_frame(numbers, catalog),
         interval=frozen,
+        closed_until=np.where(cleaned, closes_before, coded.closed_until),
+        settled=np.where(cleaned, ~np.isnan(coded.interval), coded.settled),
     )
+
+
+def _may_change(
+    rows: SortedRows,
+    live: np.ndarray,
+    cleaned: tuple[np.ndarray, np.ndarray, np.ndarray],
+    coded: Coded,
+    rules: EventTimeParams,
+) -> np.ndarray:
+    """``live`` restricted to the rows of widest windows whose results may differ from the last
+    close of their key (the others were closed then, and compared equal or were emitted).
+
+    A widest window may change when one of its readings is new or cleans differently now
+    (amount, flags or counter predecessor: a neighbour arrived, say), when it was still open at
+    the key's last close, or when its key's interval was not frozen then (coverage moves with
+    an inferred interval). Narrower windows nest in the widest one, so they are all rebuilt
+    with it; with widths that do not divide the widest, every window is rebuilt.
+    """
+    widest_s = rules.widest_s
+    if len(rows.code) == 0 or any(widest_s % w for w in rules.widths_s):
+        return live
+    amount, flags, since = cleaned
+    order = rows.order
+    known = rows.frame["flags"].fill_null(-1).to_numpy()[order]
+    was_amount = rows.frame["amount"].to_numpy()[order]
+    was_since = rows.frame["since"].fill_null(-2).to_numpy()[order]
+    with np.errstate(invalid="ignore"):
+        same_amount = (was_amount == amount) | (np.isnan(was_amount) & np.isnan(amount))
+    changed = (known != flags) | (was_since != since) | ~same_amount
+    code = rows.code
+    widest = bucket_starts(rows.ts, (rows.kinds & GAUGE) != 0, widest_s)
+    starts = np.flatnonzero(~same_as_previous(code, widest))
+    head = code[starts]
+    redo = (
+        (np.logical_or.reduceat(changed, starts) if len(starts) else np.zeros(0, bool))
+        | (widest[starts] + widest_s * 1000 >= coded.closed_until[head])
+        | ~coded.settled[head]
+        | np.isnan(coded.interval[head])
+    )
+    if redo.all():
+        return live
+    keep: np.ndarray = live & np.repeat(redo, np.diff(np.append(starts, len(code))))
+    return keep
 
 
 class _Emitted:

@@ -36,7 +36,7 @@ from processors.kernels.decode import READING_SCHEMA
 from processors.kernels.keys import same_as_previous
 from processors.kernels.params import EventTimeParams
 from processors.kernels.rows import buffer_frame, evict, sort_rows
-from processors.kernels.state import BUFFER_SCHEMA, NO_WATERMARK, EventTimeState
+from processors.kernels.state import NO_WATERMARK, EventTimeState
 from processors.kernels.windows import bucket_starts, empty_windows
 
 DEDUP_KEY = ["device_id", "metric", "ts_ms"]
@@ -123,6 +123,8 @@ def step(
         last_seen=np.where(seen, now_ms, coded.last_seen),
         known=coded.known | seen,
         interval=done.interval,
+        closed_until=done.closed_until,
+        settled=done.settled,
     )
     new_state = EventTimeState.of(after, state.register_max, state.reference)
     return StepResult(new_state, done.windows, rejected, int(duplicate.sum()))
@@ -170,6 +172,8 @@ def close_idle(
         emitted=_concat(emitted_rest, done.emitted),
         watermark=watermark,
         interval=done.interval,
+        closed_until=done.closed_until,
+        settled=done.settled,
     )
     new_state = EventTimeState.of(after, state.register_max, state.reference)
     return StepResult(new_state, done.windows, _no_rejections(), 0)
@@ -223,7 +227,7 @@ def rebuild_state(
 
 
 def _coded_rows(readings: pl.DataFrame, key: np.ndarray, label: np.ndarray) -> pl.DataFrame:
-    """Readings as state rows (``BUFFER_SCHEMA``), not anchors."""
+    """Readings as state rows (``BUFFER_SCHEMA``), not anchors, never cleaned."""
     return readings.select(
         code=pl.Series(key, dtype=pl.Int64),
         label=pl.Series(label, dtype=pl.Int64),
@@ -232,7 +236,10 @@ def _coded_rows(readings: pl.DataFrame, key: np.ndarray, label: np.ndarray) -> p
         seq="seq",
         received_at_ms="received_at_ms",
         anchor=pl.lit(False),
-    ).select(list(BUFFER_SCHEMA))
+        amount=pl.lit(None, pl.Float64),
+        flags=pl.lit(None, pl.Int64),
+        since=pl.lit(None, pl.Int64),
+    )
 
 
 def _split(

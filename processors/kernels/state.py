@@ -32,6 +32,10 @@ BUFFER_SCHEMA: dict[str, pl.DataType] = {
     "seq": pl.Int64(),
     "received_at_ms": pl.Int64(),
     "anchor": pl.Boolean(),  # final before this batch, kept as a predecessor
+    # as last cleaned (null: never; windows of rows cleaned alike are not built again)
+    "amount": pl.Float64(),  # NaN: no amount
+    "flags": pl.Int64(),
+    "since": pl.Int64(),  # a counter's predecessor time, -1: none
 }
 EMITTED_SCHEMA: dict[str, pl.DataType] = {
     "code": pl.Int64(),
@@ -57,6 +61,9 @@ class Coded:
     register_max: np.ndarray  # per key (NaN: unknown)
     median: np.ndarray  # per key, reference median of the amounts (NaN: unknown)
     iqr: np.ndarray  # per key, reference interquartile range (NaN: unknown)
+    # per key, as of its last close: windows ending before this were closed (NO_WATERMARK: none)
+    closed_until: np.ndarray
+    settled: np.ndarray  # per key: its interval was frozen when it was last closed
 
     def grown(self, catalog: Catalog) -> Coded:
         """The same state over a catalog with more codes (new codes know nothing)."""
@@ -78,6 +85,8 @@ class Coded:
             register_max=more(self.register_max, keys, np.nan),
             median=more(self.median, keys, np.nan),
             iqr=more(self.iqr, keys, np.nan),
+            closed_until=more(self.closed_until, keys, NO_WATERMARK),
+            settled=more(self.settled, keys, False),
         )
 
 
@@ -94,6 +103,8 @@ def empty_coded() -> Coded:
         register_max=np.zeros(0),
         median=np.zeros(0),
         iqr=np.zeros(0),
+        closed_until=np.zeros(0, np.int64),
+        settled=np.zeros(0, bool),
     )
 
 
@@ -246,9 +257,17 @@ def absorb(
         given = frame.select(list(schema)).cast(schema)  # type: ignore[arg-type]
         cat, key, label = cat.code_rows(given)
         target = BUFFER_SCHEMA if name == "buffer" else EMITTED_SCHEMA
-        rows[name] = given.with_columns(
-            code=pl.Series(key, dtype=pl.Int64), label=pl.Series(label, dtype=pl.Int64)
-        ).select(list(target))
+        rows[name] = (
+            given.with_columns(
+                code=pl.Series(key, dtype=pl.Int64), label=pl.Series(label, dtype=pl.Int64)
+            )
+            .with_columns(
+                pl.lit(None, dtype).alias(c)
+                for c, dtype in target.items()
+                if c not in given and c not in ("code", "label")
+            )
+            .select(list(target))
+        )
     tables: dict[str, tuple[np.ndarray, pl.DataFrame]] = {}
     for name, table in (
         ("intervals", intervals),
