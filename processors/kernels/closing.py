@@ -27,12 +27,7 @@ from processors.kernels.keys import find_rows, same_as_previous, sort_order
 from processors.kernels.params import EventTimeParams
 from processors.kernels.rows import SortedRows, buffer_frame, kept_rows
 from processors.kernels.state import EMITTED_SCHEMA, NO_WATERMARK, Coded
-from processors.kernels.windows import (
-    WINDOW_SCHEMA,
-    WindowArrays,
-    bucket_starts,
-    windows_by_width,
-)
+from processors.kernels.windows import WINDOW_SCHEMA, WindowArrays, windows_by_width
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +80,8 @@ def close(
         flags |= spike_flags(amount, coded.median[code], coded.iqr[code], rules.clean.spike_iqr)
 
     closes_before = watermark
-    final = rows.final_end(rules.widest_s) + rules.allowed_lateness_ms < watermark[code]
+    widest_end = rows.final_end(rules.widest_s)
+    final = widest_end + rules.allowed_lateness_ms < watermark[code]
     if hold_counters:
         delta = (rows.kinds & (COUNTER | GAUGE)) == 0
         waiting = (((rows.kinds & COUNTER) != 0) | delta) & ~rows.anchor & ~final
@@ -94,7 +90,9 @@ def close(
         )
     since = counter_since(code, rows.ts, (rows.kinds & COUNTER) != 0)
     live = np.flatnonzero(
-        _may_change(rows, ~rows.anchor & ~np.isnan(amount), (amount, flags, since), coded, rules)
+        _may_change(
+            rows, ~rows.anchor & ~np.isnan(amount), (amount, flags, since), widest_end, coded, rules
+        )
     )
     live_code = code[live]
     since_live = since[live]
@@ -145,6 +143,7 @@ def _may_change(
     rows: SortedRows,
     live: np.ndarray,
     cleaned: tuple[np.ndarray, np.ndarray, np.ndarray],
+    widest_end: np.ndarray,
     coded: Coded,
     rules: EventTimeParams,
 ) -> np.ndarray:
@@ -162,19 +161,18 @@ def _may_change(
         return live
     amount, flags, since = cleaned
     order = rows.order
-    known = rows.frame["flags"].fill_null(-1).to_numpy()[order]
+    was_flags = rows.frame["flags"].to_numpy()[order]  # UNCLEANED: -1, never equal
     was_amount = rows.frame["amount"].to_numpy()[order]
-    was_since = rows.frame["since"].fill_null(-2).to_numpy()[order]
+    was_since = rows.frame["since"].to_numpy()[order]
+    changed = (was_flags != flags) | (was_since != since)
     with np.errstate(invalid="ignore"):
-        same_amount = (was_amount == amount) | (np.isnan(was_amount) & np.isnan(amount))
-    changed = (known != flags) | (was_since != since) | ~same_amount
+        changed |= (was_amount != amount) & ~(np.isnan(was_amount) & np.isnan(amount))
     code = rows.code
-    widest = bucket_starts(rows.ts, (rows.kinds & GAUGE) != 0, widest_s)
-    starts = np.flatnonzero(~same_as_previous(code, widest))
+    starts = np.flatnonzero(~same_as_previous(code, widest_end))
     head = code[starts]
     redo = (
-        (np.logical_or.reduceat(changed, starts) if len(starts) else np.zeros(0, bool))
-        | (widest[starts] + widest_s * 1000 >= coded.closed_until[head])
+        np.logical_or.reduceat(changed, starts)
+        | (widest_end[starts] >= coded.closed_until[head])
         | ~coded.settled[head]
         | np.isnan(coded.interval[head])
     )

@@ -36,7 +36,7 @@ from processors.kernels.decode import READING_SCHEMA
 from processors.kernels.keys import same_as_previous
 from processors.kernels.params import EventTimeParams
 from processors.kernels.rows import buffer_frame, evict, sort_rows
-from processors.kernels.state import NO_WATERMARK, EventTimeState
+from processors.kernels.state import BUFFER_SCHEMA, NO_WATERMARK, UNCLEANED, EventTimeState
 from processors.kernels.windows import bucket_starts, empty_windows
 
 DEDUP_KEY = ["device_id", "metric", "ts_ms"]
@@ -236,9 +236,7 @@ def _coded_rows(readings: pl.DataFrame, key: np.ndarray, label: np.ndarray) -> p
         seq="seq",
         received_at_ms="received_at_ms",
         anchor=pl.lit(False),
-        amount=pl.lit(None, pl.Float64),
-        flags=pl.lit(None, pl.Int64),
-        since=pl.lit(None, pl.Int64),
+        **{c: pl.lit(v, BUFFER_SCHEMA[c]) for c, v in UNCLEANED.items()},
     )
 
 

@@ -32,11 +32,12 @@ BUFFER_SCHEMA: dict[str, pl.DataType] = {
     "seq": pl.Int64(),
     "received_at_ms": pl.Int64(),
     "anchor": pl.Boolean(),  # final before this batch, kept as a predecessor
-    # as last cleaned (null: never; windows of rows cleaned alike are not built again)
+    # as last cleaned (windows of rows cleaned alike are not built again; UNCLEANED: never)
     "amount": pl.Float64(),  # NaN: no amount
     "flags": pl.Int64(),
     "since": pl.Int64(),  # a counter's predecessor time, -1: none
 }
+UNCLEANED = {"amount": np.nan, "flags": -1, "since": -2}  # values no cleaning gives together
 EMITTED_SCHEMA: dict[str, pl.DataType] = {
     "code": pl.Int64(),
     "label": pl.Int64(),
@@ -262,9 +263,7 @@ def absorb(
                 code=pl.Series(key, dtype=pl.Int64), label=pl.Series(label, dtype=pl.Int64)
             )
             .with_columns(
-                pl.lit(None, dtype).alias(c)
-                for c, dtype in target.items()
-                if c not in given and c not in ("code", "label")
+                pl.lit(v, target[c]).alias(c) for c, v in UNCLEANED.items() if name == "buffer"
             )
             .select(list(target))
         )
