@@ -51,9 +51,15 @@ class BadRecord:
     timestamp_ms: int  # Kafka record timestamp, UTC ms
 
 
-def readings_rows(frame: pl.DataFrame, rejected: pl.DataFrame) -> pl.DataFrame:
-    """Readings of a poll to store: first arrival per (device, metric, ts), refused ones removed."""
-    firsts = frame.unique(DEDUP_KEY, keep="first", maintain_order=True)
+def readings_rows(frame: pl.DataFrame, rejected: pl.DataFrame, duplicates: int) -> pl.DataFrame:
+    """Readings of a poll to store: first arrival per (device, metric, ts), refused ones removed.
+
+    ``duplicates`` is the step's count of readings that repeat an earlier one (in the poll or
+    buffered): with none and nothing refused, every row is stored as is (no hash pass).
+    """
+    firsts = frame
+    if duplicates:
+        firsts = frame.unique(DEDUP_KEY, keep="first", maintain_order=True)
     if rejected.height:
         firsts = firsts.join(rejected.select(DEDUP_KEY), on=DEDUP_KEY, how="anti")
     return firsts.select(

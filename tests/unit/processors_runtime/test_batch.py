@@ -145,6 +145,19 @@ async def test_nul_bytes_are_refused_as_bad_reading_and_infinity_as_bad_batch() 
     assert writer.commits[1]["rejections"] is None
 
 
+async def test_a_reading_repeated_in_a_poll_is_written_once() -> None:
+    writer, provider = FakeWriter(), FixedBaseline(baseline=1.0)
+    proc = _processor(writer, provider)
+    twice = _batch("d", range(1, 4))
+    await proc.process({0: _records([twice, _batch("e", range(1, 3)), twice])}, now_ms=T0)
+    stored = writer.commits[0]["readings"]
+    assert stored.height == 5
+    assert stored.select("device_id", "ts_ms").is_unique().all()
+    # a repeat of an earlier poll's reading goes to the writer, which skips stored keys
+    await proc.process({0: _records([_batch("d", range(3, 5))], 3)}, now_ms=T0)
+    assert writer.commits[1]["readings"]["ts_ms"].to_list() == [T0 + 3 * MIN, T0 + 4 * MIN]
+
+
 async def test_close_idle_commits_the_last_windows_without_offsets() -> None:
     writer, provider = FakeWriter(), FixedBaseline(baseline=1.0)
     proc = _processor(writer, provider)
