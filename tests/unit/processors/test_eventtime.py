@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -300,3 +301,47 @@ def test_window_of_a_delta_spike_waits_for_the_next_reading() -> None:
     assert_frame_equal(_latest(streamed), _latest(one_pass))
     quarter = _latest(streamed).filter((pl.col("width_s") == 900) & (pl.col("metric") == c))
     assert quarter["flags"].to_list()[3] & qf.SPIKE
+
+
+def _steps(batches: list[pl.DataFrame], idle_after: set[int]) -> list[pl.DataFrame]:
+    """Every step's windows and rejections, with an idle close after the batches in
+    ``idle_after`` and at the end."""
+    state = EventTimeState(intervals=INTERVALS.head(1))  # b's interval is inferred, then frozen
+    out = []
+    for i, b in enumerate(batches):
+        r = step(state, b, now_ms=NOW, params=PARAMS)
+        out += [r.windows, r.rejected]
+        state = r.state
+        if i in idle_after:
+            r = close_idle(state, now_ms=NOW, idle_ms=0, params=PARAMS)
+            out.append(r.windows)
+            state = r.state
+    out.append(close_idle(state, now_ms=NOW, idle_ms=0, params=PARAMS).windows)
+    return out
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 3),
+    delays=st.lists(st.tuples(st.integers(0, 60), st.integers(1, 12)), max_size=6),
+    cuts=st.lists(st.integers(1, 109), max_size=8, unique=True),
+    idle_after=st.sets(st.integers(0, 8), max_size=2),
+)
+def test_windows_skipped_as_unchanged_are_those_a_full_rebuild_leaves_unchanged(
+    seed: int, delays: list[tuple[int, int]], cuts: list[int], idle_after: set[int]
+) -> None:
+    from processors.kernels import closing
+
+    a, b = _device_stream(seed)
+    both = pl.concat([a, b]).sort("ts_ms")
+    order = list(range(both.height))
+    for i, by in delays:  # late readings, some beyond the lateness
+        order.insert(i + by, order.pop(i))
+    batches = _split(both[order], sorted(cuts))
+    skipping = _steps(batches, idle_after)
+    with pytest.MonkeyPatch.context() as patch:  # every window rebuilt and compared
+        patch.setattr(closing, "_may_change", lambda rows, live, *args: live)
+        rebuilding = _steps(batches, idle_after)
+    assert len(skipping) == len(rebuilding)
+    for result, expected in zip(skipping, rebuilding, strict=True):
+        assert_frame_equal(result, expected)

@@ -1,11 +1,16 @@
-"""Integer key codes: lexical codes across frames, stable sort, row matching (result vs expected)."""
+"""Integer key codes: lexical codes across frames, stable sort, row matching, the state's catalog
+of stable codes (result vs expected)."""
 
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
 from numpy.testing import assert_array_equal
+from polars.testing import assert_frame_equal
 
+from processors.kernels import EventTimeState
+from processors.kernels.catalog import Catalog
+from processors.kernels.decode import READING_SCHEMA
 from processors.kernels.keys import find_rows, index_keys, per_key, sort_order
 
 
@@ -57,3 +62,59 @@ def test_per_key_takes_the_first_of_repeated_rows_and_nulls_for_missing() -> Non
     )
     assert per_key(index, table, "interval_ms").to_list() == [None, 5]
     assert per_key(index, None, "interval_ms").to_list() == [None, None]
+
+
+def test_catalog_codes_are_stable_and_ranked_in_byte_order() -> None:
+    catalog, first = Catalog().with_keys(_keys([("b", "m"), ("a", "m"), ("b", "m")]))
+    grown, second = catalog.with_keys(_keys([("a", "l"), ("b", "m")]))
+    assert_array_equal(first, [0, 1, 0])
+    assert_array_equal(second, [2, 0])  # known keys keep their code, a new one gets the next
+    assert_array_equal(grown.rank, [2, 1, 0])  # (a, l) < (a, m) < (b, m)
+    assert grown.devices.to_list() == ["b", "a"]
+    assert_array_equal(grown.key_device, [0, 1, 1])
+    assert catalog.n_keys == 2  # the earlier catalog is unchanged
+
+
+def test_catalog_codes_rows_once_per_run_with_labels() -> None:
+    frame = pl.DataFrame(
+        {
+            "tenant": ["t", "t", "t", "u"],
+            "device_id": ["a", "a", "b", "a"],
+            "metric": ["m", "m", "m", "m"],
+            "kind": ["counter"] * 4,
+        }
+    )
+    catalog, key, label = Catalog().code_rows(frame)
+    assert_array_equal(key, [0, 0, 1, 0])
+    assert_array_equal(label, [0, 0, 0, 1])
+    assert catalog.labels.rows() == [("t", "counter"), ("u", "counter")]
+
+
+def test_state_frames_read_back_as_given() -> None:
+    buffer = pl.DataFrame(
+        {
+            "tenant": ["t", "t", "t"],
+            "device_id": ["b", "a", "b"],
+            "metric": ["m", "m", "n"],
+            "kind": ["counter", "counter", "gauge"],
+            "ts_ms": [3, 1, 2],
+            "value": [1.0, 2.0, None],
+            "seq": [None, 1, 2],
+            "received_at_ms": [0, 0, 0],
+            "anchor": [True, False, False],
+        },
+        schema={**READING_SCHEMA, "anchor": pl.Boolean()},
+    )
+    watermarks = pl.DataFrame(
+        {"device_id": ["a", "b"], "watermark_ms": [None, 5], "last_seen_ms": [7, None]},
+        schema={"device_id": pl.String, "watermark_ms": pl.Int64, "last_seen_ms": pl.Int64},
+    )
+    intervals = _keys([("a", "m"), ("c", "m")]).with_columns(interval_ms=pl.Series([60, 900]))
+    state = EventTimeState(buffer=buffer, watermarks=watermarks, intervals=intervals)
+    assert_frame_equal(state.buffer, buffer)
+    # per-code tables read back in code order: devices and keys in order of first sight
+    assert_frame_equal(state.watermarks, watermarks, check_row_order=False)
+    assert_frame_equal(state.intervals, intervals, check_row_order=False)
+    assert sorted(state.devices().to_list()) == ["a", "b"]
+    merged = EventTimeState().merged(state)
+    assert_frame_equal(merged.buffer, buffer)
