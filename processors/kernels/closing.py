@@ -119,20 +119,18 @@ def close(
     numbers = _window_numbers(rows, parts, catalog.rank)
     keep = kept_rows(rows, final, rules)
     cleaned = np.bincount(code, minlength=catalog.n_keys) > 0
+    buffer = buffer_frame(rows.frame, rows.order[keep], final[keep]).with_columns(
+        amount=pl.Series(amount[keep], dtype=pl.Float64),
+        flags=pl.Series(flags[keep], dtype=pl.Int64),
+        since=pl.Series(since[keep], dtype=pl.Int64),
+    )
+    still = emitted.filter(pl.Series(~before.replaced)) if before.replaced.any() else emitted
+    kept_emitted = _next_emitted(still, numbers, watermark, rules, catalog.rank)
+    windows = _window_frame(numbers, catalog)
     return Closed(
-        buffer=buffer_frame(rows.frame, rows.order[keep], final[keep]).with_columns(
-            amount=pl.Series(amount[keep], dtype=pl.Float64),
-            flags=pl.Series(flags[keep], dtype=pl.Int64),
-            since=pl.Series(since[keep], dtype=pl.Int64),
-        ),
-        emitted=_next_emitted(
-            emitted.filter(pl.Series(~before.replaced)) if before.replaced.any() else emitted,
-            numbers,
-            watermark,
-            rules,
-            catalog.rank,
-        ),
-        windows=_window_frame(numbers, catalog),
+        buffer=buffer,
+        emitted=kept_emitted,
+        windows=windows,
         interval=frozen,
         closed_until=np.where(cleaned, closes_before, coded.closed_until),
         settled=np.where(cleaned, ~np.isnan(coded.interval), coded.settled),
@@ -193,7 +191,7 @@ class _Emitted:
             return series.fill_null(fill).to_numpy(), series.is_null().to_numpy()
 
         self.rank = rank
-        self.key = rank[emitted["code"].to_numpy()]  # sorted like the rows: by key rank
+        self.key = rank[emitted["code"].to_numpy()]  # by width, then sorted like the rows
         self.width = emitted["width_s"].to_numpy()
         self.bucket = emitted["bucket_start_ms"].to_numpy()
         self.actual, _ = column("actual", np.nan)
@@ -286,24 +284,22 @@ def _next_emitted(
     rank: np.ndarray,
 ) -> pl.DataFrame:
     """The emitted windows to keep: the old ones not replaced and the new ones, both while
-    their widest window still takes late data, sorted by (key rank, width, start)."""
-    both = pl.concat([old, new]) if not old.is_empty() else new
-    code = both["code"].to_numpy()
-    bucket = both["bucket_start_ms"].to_numpy()
+    their widest window still takes late data, sorted by (width, key rank, start) like the new
+    windows: the sort merges two sorted runs."""
+    parts = [old, new] if not old.is_empty() else [new]
+    both = pl.concat(parts, rechunk=False)  # one gather below reads both
+
+    def column(name: str) -> np.ndarray:
+        return np.concatenate([p[name].to_numpy() for p in parts])
+
+    code, bucket = column("code"), column("bucket_start_ms")
     at = np.flatnonzero(_retained(bucket, code, watermark, rules))
     if len(at) == 0:
         return new.clear()
-    code, bucket = code[at], bucket[at]
-    width = both["width_s"].to_numpy()[at]
+    width = column("width_s")[at]
     widths = np.sort(pl.Series(width).unique().to_numpy())
-    low = int(bucket.min())
-    span = int(bucket.max()) - low + 1
-    key = rank[code]
-    if len(widths) * span < 2**40:
-        order = sort_order(key, np.searchsorted(widths, width) * span + (bucket - low))
-    else:
-        order = np.lexsort((bucket, width, key))
-    return both.gather(at[order])
+    major = np.searchsorted(widths, width) * len(rank) + rank[code[at]]
+    return both.gather(at[sort_order(major, bucket[at])])
 
 
 def freeze_intervals(rows: SortedRows, frozen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
