@@ -12,6 +12,10 @@ from msgspec-decoding the Kafka record values in ``processors/batch.py``; that d
 by ``bench processor``), loading the registry, factors and models, and one warm-up poll (the
 first poll has no predecessors). ``readings_per_cpu_s`` divides by the process's CPU time (all
 threads), a steadier figure than wall time on a shared machine.
+
+``small_poll`` times the same chain on small polls (one reading of each of 2,000 devices, as a
+processor sees between bursts), where a step's fixed cost (per-state work, string lookups)
+counts most: the median milliseconds per poll and per step.
 """
 
 from __future__ import annotations
@@ -80,12 +84,14 @@ def run(quick: bool) -> dict[str, Any]:
     per_poll = 8  # readings per device per poll (two hours of 15-minute registers)
     progress(f"building {polls} polls of {devices} devices x {per_poll} readings")
     data = _polls(devices, polls + 1, per_poll)
+    small_devices, small_polls = 2_000, 10 if quick else 30
+    small = _polls(small_devices, small_polls + 12, 1)  # 12 warm-up polls fill the buffer
     reg = load_registry()
     pilot = reg.pilots["paris-energy-1"]
     rules = pilot_rules(pilot, reg.cities[pilot.city])
     factors = load_factors()
     params = EventTimeParams()
-    ids = [b.device_id for b in data[0]]
+    ids = [b.device_id for b in data[0]]  # the small polls' devices are the first 2,000
     models = [
         FittedModel(
             method="tow",
@@ -133,9 +139,24 @@ def run(quick: bool) -> dict[str, Any]:
         windows += n_windows
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started  # all threads of this process
+    stages_timed = dict(stages)
     rate = readings / seconds
     progress(f"{readings} readings, {windows} window results in {seconds:.2f} s")
     progress("per poll: " + ", ".join(f"{k} {v / polls * 1000:.1f} ms" for k, v in stages.items()))
+
+    small_state = EventTimeState(intervals=intervals.head(small_devices))
+    poll_ms, step_ms = [], []
+    for i, batches in enumerate(small):
+        before = stages["step"]
+        t0 = time.perf_counter()
+        small_state, _ = chain(batches, small_state)
+        if i >= len(small) - small_polls:
+            poll_ms.append((time.perf_counter() - t0) * 1000)
+            step_ms.append((stages["step"] - before) * 1000)
+    progress(
+        f"small polls ({small_devices} readings): {np.median(poll_ms):.1f} ms per poll, "
+        f"step {np.median(step_ms):.1f} ms"
+    )
     return summary(
         "kernels",
         {
@@ -154,7 +175,14 @@ def run(quick: bool) -> dict[str, Any]:
             "cpu_seconds": round(cpu_seconds, 3),
             "load_avg_1m": round(os.getloadavg()[0], 2),
             "rss_mb": rss_mb(),
-            "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
+            "stage_seconds": {k: round(v, 3) for k, v in stages_timed.items()},
+            "small_poll": {
+                "devices": small_devices,
+                "readings_per_poll": small_devices,
+                "polls": small_polls,
+                "median_ms_per_poll": round(float(np.median(poll_ms)), 2),
+                "median_step_ms": round(float(np.median(step_ms)), 2),
+            },
             "target_readings_per_s": 2_000_000,
         },
     )
