@@ -263,9 +263,10 @@ class ProcessorService:
                             self._pending[lane] = (task, started)
                 if started - last_idle >= s.idle_check_s:
                     last_idle = started
-                    await self._flush()
-                    idle = await proc.close_idle(now_ms=_now_ms(), idle_ms=s.idle_close_s * 1000)
-                    await self._after(idle, started)
+                    idle = await proc.prepare_idle(now_ms=_now_ms(), idle_ms=s.idle_close_s * 1000)
+                    if idle is not None:  # usually nothing closes: the lanes keep overlapping
+                        await self._flush()  # the idle commit comes after every earlier one
+                        await self._after(await proc.commit(idle), started)
             self.times.maybe_log(log)
             lag = await self._update_lag(consumer)
             quiet = started - max(last_record, self._rebalanced) >= s.exit_when_idle_s
