@@ -11,7 +11,7 @@ rank group a device's keys together and windows come out sorted like ``WINDOW_KE
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
@@ -29,6 +29,19 @@ def _no_labels() -> pl.DataFrame:
     return pl.DataFrame(schema={"tenant": pl.String, "kind": pl.String})
 
 
+def _no_runs() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "device_id": pl.String,
+            "metric": pl.String,
+            "tenant": pl.String,
+            "kind": pl.String,
+            "_key": pl.Int64,
+            "_label": pl.Int64,
+        }
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Catalog:
     """The strings a state has seen; the code of each is its row (append-only)."""
@@ -38,6 +51,8 @@ class Catalog:
     rank: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per key
     devices: pl.Series = field(default_factory=lambda: pl.Series("device_id", [], pl.String))
     labels: pl.DataFrame = field(default_factory=_no_labels)  # tenant, kind
+    # each (device_id, metric, tenant, kind) seen, with its key and label codes: one lookup
+    runs: pl.DataFrame = field(default_factory=_no_runs)
 
     @property
     def n_keys(self) -> int:
@@ -55,13 +70,7 @@ class Catalog:
         codes, added = _lookup(names.to_frame("device_id"), table)
         if added is None:
             return self, codes
-        return Catalog(
-            keys=self.keys,
-            key_device=self.key_device,
-            rank=self.rank,
-            devices=pl.concat([self.devices, added["device_id"]]),
-            labels=self.labels,
-        ), codes
+        return replace(self, devices=pl.concat([self.devices, added["device_id"]])), codes
 
     def with_keys(self, heads: pl.DataFrame) -> tuple[Catalog, np.ndarray]:
         """The code of each (device_id, metric) row of ``heads`` (new keys get the next codes)."""
@@ -73,12 +82,11 @@ class Catalog:
         rank = np.empty(keys.height, dtype=np.int64)
         by_key = keys.with_row_index("_k").sort(KEY, maintain_order=True)["_k"].to_numpy()
         rank[by_key] = np.arange(keys.height)
-        return Catalog(
+        return replace(
+            grown,
             keys=keys,
             key_device=np.concatenate([self.key_device, device]),
             rank=rank,
-            devices=grown.devices,
-            labels=self.labels,
         ), codes
 
     def with_labels(self, heads: pl.DataFrame) -> tuple[Catalog, np.ndarray]:
@@ -86,14 +94,7 @@ class Catalog:
         codes, added = _lookup(heads.select(LABEL), self.labels)
         if added is None:
             return self, codes
-        labels = pl.concat([self.labels, added])
-        return Catalog(
-            keys=self.keys,
-            key_device=self.key_device,
-            rank=self.rank,
-            devices=self.devices,
-            labels=labels,
-        ), codes
+        return replace(self, labels=pl.concat([self.labels, added])), codes
 
     def code_rows(
         self, frame: pl.DataFrame, *, labels: bool = True
@@ -106,10 +107,24 @@ class Catalog:
         starts = run_starts(frame, columns)
         heads = frame.select(columns)[starts]
         lengths = np.diff(np.append(starts, frame.height))
-        out, key = self.with_keys(heads)
         if not labels:
+            out, key = self.with_keys(heads)
             return out, np.repeat(key, lengths), np.zeros(0, np.int64)
+        found = heads.join(
+            self.runs, on=columns, how="left", maintain_order="left", nulls_equal=True
+        )
+        unseen = found["_key"].is_null()
+        if not unseen.any():  # the usual poll: every run seen before
+            key, label = found["_key"].to_numpy(), found["_label"].to_numpy()
+            return self, np.repeat(key, lengths), np.repeat(label, lengths)
+        out, key = self.with_keys(heads)
         out, label = out.with_labels(heads)
+        new = (
+            heads.with_columns(_key=pl.Series(key), _label=pl.Series(label))
+            .filter(unseen)
+            .unique(columns, keep="first", maintain_order=True)
+        )
+        out = replace(out, runs=pl.concat([self.runs, new.select(self.runs.columns)]))
         return out, np.repeat(key, lengths), np.repeat(label, lengths)
 
 
