@@ -10,24 +10,14 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.batch import Builder
 from ingest.decoders.base import REASONS
 from ingest.mqtt_source import Message
-from ingest.validate import Limits
 from pilotstream.codec import decode_batch, decode_rejection
-from pilotstream.registry import load_registry
+
+from .builders import make_builder
 
 NOW_MS = int(time.time() * 1000)
-BUILDER = Builder(
-    registry=load_registry(),
-    gateway_id="gw-test",
-    readings_topic="r",
-    rejected_topic="x",
-    limits=Limits(future_skew_ms=300_000, horizon_ms=400 * 86_400_000),
-    max_payload_bytes=8192,
-    max_depth=8,
-    dead_letter_max_bytes=256,
-)
+BUILDER = make_builder()
 TOPICS = st.sampled_from(
     [
         "pilots/paris-energy-1/senml/m1",

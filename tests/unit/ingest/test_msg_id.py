@@ -9,12 +9,11 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.batch import Builder
 from ingest.mqtt_source import Message
 from ingest.msg_id import clean_msg_id, find_user_property
-from ingest.validate import Limits
 from pilotstream.codec import decode_rejection
-from pilotstream.registry import load_registry
+
+from .builders import make_builder
 
 
 def _block(**props: object) -> bytes:
@@ -70,16 +69,7 @@ def test_clean_msg_id(raw: bytes | str | None, expected: str) -> None:
 
 
 def test_dead_letters_carry_the_message_id() -> None:
-    builder = Builder(
-        registry=load_registry(),
-        gateway_id="gw-test",
-        readings_topic="r",
-        rejected_topic="x",
-        limits=Limits(future_skew_ms=300_000, horizon_ms=400 * 86_400_000),
-        max_payload_bytes=8192,
-        max_depth=8,
-        dead_letter_max_bytes=256,
-    )
+    builder = make_builder()
     now = int(time.time() * 1000)
     msgs = [
         Message(1, 1, "pilots/paris-energy-1/json/m1", b'{"readings": [', now, "m1:7"),
