@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import polars as pl
@@ -105,8 +105,30 @@ class FittedModel:
         return f"{self.method}:{self.device_id}:{digest}"
 
 
-_STACKS: OrderedDict[tuple[str, tuple[str, ...]], tuple[pl.DataFrame, np.ndarray]] = OrderedDict()
-_STACKS_MAX = 8
+_T = TypeVar("_T")
+
+
+class RecentBuilds(Generic[_T]):
+    """The last few values built from model lists, by key (model ids): a processor predicts
+    with the same models poll after poll, so the stacking is done once per model set."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._items: OrderedDict[Hashable, _T] = OrderedDict()
+        self._size = size
+
+    def get(self, key: Hashable, build: Callable[[], _T]) -> _T:
+        """The value for ``key``, built (and the oldest forgotten) on a miss."""
+        hit = self._items.get(key)
+        if hit is not None:
+            self._items.move_to_end(key)
+            return hit
+        value = self._items[key] = build()
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return value
+
+
+_STACKS: RecentBuilds[tuple[pl.DataFrame, np.ndarray]] = RecentBuilds()
 
 
 def stacked(
@@ -116,10 +138,12 @@ def stacked(
     baseline_model_id); the last few stacks are cached by model ids, since a processor predicts
     with the same models batch after batch."""
     key = (param, tuple(m.model_id for m in models))
-    hit = _STACKS.get(key)
-    if hit is not None:
-        _STACKS.move_to_end(key)
-        return hit
+    return _STACKS.get(key, lambda: _stack(models, param, shape))
+
+
+def _stack(
+    models: Sequence[FittedModel], param: str, shape: tuple[int, ...]
+) -> tuple[pl.DataFrame, np.ndarray]:
     index = pl.DataFrame(
         {
             "device_id": [m.device_id for m in models],
@@ -135,7 +159,4 @@ def stacked(
         },
     )
     values = np.array([m.params[param] for m in models], dtype=np.float64).reshape(-1, *shape)
-    _STACKS[key] = (index, values)
-    if len(_STACKS) > _STACKS_MAX:
-        _STACKS.popitem(last=False)
     return index, values

@@ -12,7 +12,6 @@ by their method's ``predict_*`` on the windows of one metric at a time.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,12 +21,10 @@ from processors.baselines.daily import predict_daily
 from processors.baselines.daylight import METHOD as METHOD_DAYLIGHT
 from processors.baselines.daylight import predict_daylight
 from processors.baselines.hourly import N_TOW, calendar_of, predict_hourly
-from processors.baselines.model import FittedModel, stacked
+from processors.baselines.model import FittedModel, RecentBuilds, stacked
 
 HOUR_MS = 3_600_000
 _KEY = ["device_id", "metric"]
-_TABLES: OrderedDict[tuple[str, ...], _Table] = OrderedDict()
-_TABLES_MAX = 8
 
 
 def predict_windows(
@@ -87,11 +84,10 @@ class _Table:
 
 
 def _table(models: list[FittedModel]) -> _Table:
-    cache_key = tuple(m.model_id for m in models)
-    hit = _TABLES.get(cache_key)
-    if hit is not None:
-        _TABLES.move_to_end(cache_key)
-        return hit
+    return _TABLES.get(tuple(m.model_id for m in models), lambda: _build_table(models))
+
+
+def _build_table(models: list[FittedModel]) -> _Table:
     index = pl.DataFrame(
         {
             "device_id": [m.device_id for m in models],
@@ -104,16 +100,15 @@ def _table(models: list[FittedModel]) -> _Table:
     tow_at = np.full(len(models) + 1, -1, dtype=np.int64)
     tow_at[tow] = np.arange(len(tow))
     _, means = stacked([models[i] for i in tow], "means", (N_TOW,))
-    table = _Table(
+    return _Table(
         index=index,
         ids=pl.Series([m.model_id for m in models] + [""], dtype=pl.String),
         tow_at=tow_at,
         means=means,
     )
-    _TABLES[cache_key] = table
-    if len(_TABLES) > _TABLES_MAX:
-        _TABLES.popitem(last=False)
-    return table
+
+
+_TABLES: RecentBuilds[_Table] = RecentBuilds()
 
 
 def _model_of(table: _Table, windows: pl.DataFrame) -> np.ndarray:
