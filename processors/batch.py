@@ -167,41 +167,33 @@ class BatchProcessor:
         The runner commits a prepared poll while it prepares the next one; commits stay in order
         and a failed commit ends the process (its state is rebuilt from the database).
         """
-        frames: list[pl.DataFrame] = []
-        windows: list[pl.DataFrame] = []
-        rejected: list[pl.DataFrame] = []
         bad: list[BadRecord] = []
         offsets: dict[tuple[str, int], int] = {}
-        n_records = 0
-        spent = {"decode": 0.0, "rehydrate": 0.0, "step": 0.0}  # seconds, for slow_prepare
+        todo: dict[int, list[Record]] = {}
         t0 = time.monotonic()
         for partition, polled_records in polled.items():
             if partition not in self.states:
                 continue
             floor = self.next_offsets.get(partition, 0)
             records = [r for r in polled_records if r.offset >= floor]  # loop over Kafka records
-            if not records:
-                continue
-            n_records += len(records)
-            offsets[(self._topic, partition)] = records[-1].offset + 1
-            self.next_offsets[partition] = records[-1].offset + 1
-            t1 = time.monotonic()
-            # the CPU-heavy parts run in a worker thread (numpy and polars release the GIL): the
-            # event loop keeps the consumer's heartbeats going through a long poll
-            frame, invalid = await asyncio.to_thread(_columns, partition, records, bad, self._text)
-            t2 = time.monotonic()
-            state = await self._rehydrate(self.states[partition], frame, now_ms)
-            t3 = time.monotonic()
-            result = await asyncio.to_thread(step, state, frame, now_ms=now_ms, params=self._params)
-            spent["decode"] += t2 - t1
-            spent["rehydrate"] += t3 - t2
-            spent["step"] += time.monotonic() - t3
-            self.states[partition] = result.state
-            frames.append(readings_rows(frame, result.rejected, result.duplicates))
-            windows.append(result.windows)
-            rejected.append(pl.concat([result.rejected, invalid.select(result.rejected.columns)]))
+            if records:
+                todo[partition] = records
+                offsets[(self._topic, partition)] = records[-1].offset + 1
+                self.next_offsets[partition] = records[-1].offset + 1
         if not offsets:
             return None
+        n_records = sum(map(len, todo.values()))
+        # The CPU-heavy parts run in a worker thread (numpy and polars release the GIL), so the
+        # event loop keeps the consumer's heartbeats going through a long poll; one hand-over
+        # per phase for all partitions, not one per partition.
+        decoded = await asyncio.to_thread(self._decode_all, todo, bad)
+        t1 = time.monotonic()
+        for partition, (_, _, new) in decoded.items():
+            if new:
+                self.states[partition] = await self._rehydrate(self.states[partition], new, now_ms)
+        t2 = time.monotonic()
+        frames, windows, rejected = await asyncio.to_thread(self._step_all, decoded, now_ms)
+        spent = {"decode": t1 - t0, "rehydrate": t2 - t1, "step": time.monotonic() - t2}
         readings = pl.concat(frames) if frames else None
         t = time.monotonic()
         prepared = await self._prepared(readings, windows, rejected, bad, offsets, n_records)
@@ -325,16 +317,41 @@ class BatchProcessor:
             avoided_co2e_kg=pl.when(outside).then(0.0).otherwise("avoided_co2e_kg"),
         )
 
+    def _decode_all(
+        self, todo: Mapping[int, Sequence[Record]], bad: list[BadRecord]
+    ) -> dict[int, tuple[pl.DataFrame, pl.DataFrame, list[str]]]:
+        """Per partition: readings, readings refused as ``bad_reading``, devices never seen."""
+        out = {}
+        for partition, records in todo.items():
+            frame, invalid = _columns(partition, records, bad, self._text)
+            new: list[str] = []
+            if self._history is not None and frame.height:
+                seen = frame.select(pl.col("device_id").unique())
+                known = known_devices(self.states[partition]).to_frame()
+                new = seen.join(known, on="device_id", how="anti")["device_id"].to_list()
+            out[partition] = (frame, invalid, new)
+        return out
+
+    def _step_all(
+        self, decoded: Mapping[int, tuple[pl.DataFrame, pl.DataFrame, list[str]]], now_ms: int
+    ) -> tuple[list[pl.DataFrame], list[pl.DataFrame], list[pl.DataFrame]]:
+        """Advance each partition's state: (readings to store, windows, refused readings)."""
+        frames, windows, rejected = [], [], []
+        for partition, (frame, invalid, _) in decoded.items():
+            result = step(self.states[partition], frame, now_ms=now_ms, params=self._params)
+            self.states[partition] = result.state
+            frames.append(readings_rows(frame, result.rejected, result.duplicates))
+            windows.append(result.windows)
+            rejected.append(pl.concat([result.rejected, invalid.select(result.rejected.columns)]))
+        return frames, windows, rejected
+
     async def _rehydrate(
-        self, state: EventTimeState, frame: pl.DataFrame, now_ms: int
+        self, state: EventTimeState, devices: list[str], now_ms: int
     ) -> EventTimeState:
-        if self._history is None or frame.is_empty():
+        """The state plus the rebuilt state of ``devices`` (not seen since the assignment)."""
+        if self._history is None:
             return state
-        seen = frame.select(pl.col("device_id").unique())
-        new = seen.join(known_devices(state).to_frame(), on="device_id", how="anti")
-        if new.is_empty():
-            return state
-        history = await self._history(new["device_id"].to_list())
+        history = await self._history(devices)
         if history.is_empty():
             return state
         return merge(state, rebuild(history, now_ms=now_ms, params=self._params))
