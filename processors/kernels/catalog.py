@@ -12,6 +12,7 @@ rank group a device's keys together and windows come out sorted like ``WINDOW_KE
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -51,8 +52,10 @@ class Catalog:
     rank: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per key
     devices: pl.Series = field(default_factory=lambda: pl.Series("device_id", [], pl.String))
     labels: pl.DataFrame = field(default_factory=_no_labels)  # tenant, kind
-    # each (device_id, metric, tenant, kind) seen, with its key and label codes: one lookup
+    # each (device_id, metric, tenant, kind) seen, with its key and label codes: one lookup,
+    # by a join, or by a dict when a small poll would make the join hash the whole table
     runs: pl.DataFrame = field(default_factory=_no_runs)
+    run_codes: dict[tuple[str | None, ...], tuple[int, int]] = field(default_factory=dict)
 
     @property
     def n_keys(self) -> int:
@@ -110,6 +113,11 @@ class Catalog:
         if not labels:
             out, key = self.with_keys(heads)
             return out, np.repeat(key, lengths), np.zeros(0, np.int64)
+        if heads.height * 8 <= len(self.run_codes):  # one by one: a few runs (per record)
+            got = [self.run_codes.get(t) for t in _tuples(heads, columns)]
+            if None not in got:
+                codes = np.array(got, dtype=np.int64).reshape(-1, 2)
+                return self, np.repeat(codes[:, 0], lengths), np.repeat(codes[:, 1], lengths)
         found = heads.join(
             self.runs, on=columns, how="left", maintain_order="left", nulls_equal=True
         )
@@ -124,8 +132,16 @@ class Catalog:
             .filter(unseen)
             .unique(columns, keep="first", maintain_order=True)
         )
-        out = replace(out, runs=pl.concat([self.runs, new.select(self.runs.columns)]))
+        run_codes = dict(self.run_codes)  # a copy: the catalogs of earlier states stay as they were
+        run_codes.update(zip(_tuples(new, columns), _tuples(new, ["_key", "_label"]), strict=True))
+        out = replace(
+            out, runs=pl.concat([self.runs, new.select(self.runs.columns)]), run_codes=run_codes
+        )
         return out, np.repeat(key, lengths), np.repeat(label, lengths)
+
+
+def _tuples(frame: pl.DataFrame, columns: list[str]) -> list[tuple[Any, ...]]:
+    return list(zip(*(frame[c].to_list() for c in columns), strict=True))
 
 
 def _lookup(rows: pl.DataFrame, table: pl.DataFrame) -> tuple[np.ndarray, pl.DataFrame | None]:

@@ -354,11 +354,16 @@ def _rejected(
 
 
 def _concat(rest: pl.DataFrame, part: pl.DataFrame) -> pl.DataFrame:
+    """The state rows carried over and the touched ones, in few chunks (each step adds one:
+    reading a column of many chunks copies it)."""
     if rest.is_empty():
         return part
     if part.is_empty():
         return rest
-    return pl.concat([rest, part])
+    return pl.concat([rest, part], rechunk=rest.n_chunks() >= _MAX_CHUNKS)
+
+
+_MAX_CHUNKS = 8
 
 
 def _no_windows() -> pl.DataFrame:

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from processors.kernels.catalog import Catalog
-from processors.kernels.clean import COUNTER, GAUGE, STUCK_CHECKED, kind_bits
+from processors.kernels.clean import COUNTER, GAUGE, STUCK_CHECKED
 from processors.kernels.keys import run_ids, sort_order
 from processors.kernels.params import EventTimeParams
 from processors.kernels.windows import bucket_starts
@@ -57,7 +57,7 @@ def sort_rows(frame: pl.DataFrame, catalog: Catalog, stuck_kinds: tuple[str, ...
     code = frame["code"].to_numpy()
     ts = frame["ts_ms"].to_numpy()
     order = sort_order(catalog.rank[code], ts)
-    label_bits = kind_bits(catalog.labels["kind"], stuck_kinds)
+    label_bits = _label_bits(catalog.labels["kind"].to_list(), stuck_kinds)
     return SortedRows(
         frame=frame,
         order=order,
@@ -66,6 +66,19 @@ def sort_rows(frame: pl.DataFrame, catalog: Catalog, stuck_kinds: tuple[str, ...
         value=frame["value"].to_numpy()[order],
         kinds=label_bits[frame["label"].to_numpy()[order]],
         anchor=frame["anchor"].to_numpy()[order],
+    )
+
+
+def _label_bits(kinds: list[str | None], stuck_kinds: tuple[str, ...]) -> np.ndarray:
+    """:func:`~processors.kernels.clean.kind_bits` of each label's kind (a handful of labels)."""
+    return np.array(
+        [
+            (COUNTER if k == "counter" else 0)
+            | (GAUGE if k == "gauge" else 0)
+            | (STUCK_CHECKED if k in stuck_kinds else 0)
+            for k in kinds
+        ],
+        dtype=np.int8,
     )
 
 
