@@ -113,7 +113,7 @@ class Catalog:
         if not labels:
             out, key = self.with_keys(heads)
             return out, np.repeat(key, lengths), np.zeros(0, np.int64)
-        if heads.height * 8 <= len(self.run_codes):  # one by one: a few runs (per record)
+        if heads.height * 2 <= len(self.run_codes):  # one by one: a few runs (per record)
             got = [self.run_codes.get(t) for t in _tuples(heads, columns)]
             if None not in got:
                 codes = np.array(got, dtype=np.int64).reshape(-1, 2)
