@@ -117,15 +117,17 @@ def kind_bits(kind: pl.Series, stuck_kinds: Iterable[str]) -> np.ndarray:
 
 
 def gauge_bounds(metric: pl.Series, ranges: dict[str, tuple[float, float]]) -> np.ndarray:
-    """(n, 2) lower and upper physical bound per metric (infinite where none is known)."""
+    """(n, 2) lower and upper physical bound per metric (infinite where none is known).
+
+    One comparison per ranged metric present (a handful), not a mapping per row: this runs on
+    every step, and ``replace_strict`` with a dict cost more than the rest of a small step.
+    """
     out = np.column_stack([np.full(len(metric), -np.inf), np.full(len(metric), np.inf)])
-    ranged = metric.is_in(list(ranges)).fill_null(False).to_numpy() if ranges else None
-    if ranged is not None and ranged.any():
-        names = metric.filter(pl.Series(ranged))
-        lows = {k: v[0] for k, v in ranges.items()}
-        highs = {k: v[1] for k, v in ranges.items()}
-        out[ranged, 0] = names.replace_strict(lows, return_dtype=pl.Float64).to_numpy()
-        out[ranged, 1] = names.replace_strict(highs, return_dtype=pl.Float64).to_numpy()
+    if not ranges or metric.is_empty():
+        return out
+    present = set(metric.unique().drop_nulls().to_list())
+    for name in present & ranges.keys():
+        out[(metric == name).fill_null(False).to_numpy()] = ranges[name]
     return out
 
 
