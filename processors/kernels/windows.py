@@ -127,28 +127,33 @@ def windows_by_width(
             cleared = np.where(since >= 0, flags & ~qf.GAP, flags)  # type: ignore[operator]
         total = _reduce_runs(np.add, amount, begin, n)
         summed = cleared if spans and cleared is not None else flags
-        ored = _reduce_runs(np.bitwise_or, summed, begin, n)
-        expected = interval[code[begin]]
-        with np.errstate(invalid="ignore"):
-            coverage = np.where(np.isnan(expected), 1.0, np.minimum(n * expected / width_ms, 1.0))
+        ored = _reduce_runs(np.bitwise_or, summed, begin, n).astype(np.int64, copy=True)
+        bucket = starts[begin]
+        coverage = None
+        if not (spans and spanned.all()):  # counters' coverage is their span instead
+            expected = interval[code[begin]]
+            with np.errstate(invalid="ignore"):
+                coverage = np.where(
+                    np.isnan(expected), 1.0, np.minimum(n * expected / width_ms, 1.0)
+                )
         if spans:
             assert since is not None
             since_begin = since[begin]
-            gap_first = (flags[begin] & qf.GAP) != 0
             last = np.append(begin[1:], n_rows) - 1
-            span = (ts[last] - since_begin) / width_ms
-            coverage = np.where(spanned, np.minimum(span, 1.0), coverage)
-            gap_back = spanned & gap_first & (since_begin < starts[begin])
-            ored = ored | np.where(gap_back, qf.GAP, 0)
-        ored = ored | np.where(coverage < min_coverage, qf.LOW_COVERAGE, 0)
+            span = np.minimum((ts[last] - since_begin) / width_ms, 1.0)
+            coverage = span if coverage is None else np.where(spanned, span, coverage)
+            gap_first = (flags[begin] & qf.GAP) != 0
+            ored[spanned & gap_first & (since_begin < bucket)] |= qf.GAP
+        assert coverage is not None
+        ored[coverage < min_coverage] |= qf.LOW_COVERAGE
         out.append(
             WindowArrays(
                 head=begin,
-                bucket_start_ms=starts[begin],
+                bucket_start_ms=bucket,
                 actual=_means_of_gauges(total, n, gauge[begin]),
                 n_readings=n,
                 coverage=coverage,
-                flags=ored.astype(np.int64),
+                flags=ored,
             )
         )
     return out
