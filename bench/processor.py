@@ -5,7 +5,10 @@ Setup (not timed): a throw-away database, a 6-partition topic, and energy-counte
 
 - ours: one ``pilotstream process`` subprocess (deltas off) consumes the topic and commits
   readings, 15-min and hourly windows, rejections and offsets; it logs its busy span (first poll
-  to last commit) when it exits idle; ``readings_per_s`` = readings / span; ``rss_mb`` = peak RSS.
+  to last commit) when it exits idle; ``readings_per_s`` = readings / span; ``rss_mb`` = peak RSS;
+  ``rss_mb_peak_by_quarter`` / ``rss_mb_median_by_quarter`` per quarter of the run: the full run
+  spans six hours of event time, so from the second hour on the state is steady and
+  ``rss_growth_mb_last_half`` (of the medians) should be ~0.
 - peer: a Quix Streams application on the same topic and data (its own consumer group): it
   expands each batch into readings, stamps their event time and sums them per device in hourly
   tumbling windows, counting the closed windows (it writes nothing to the database, which
@@ -33,6 +36,7 @@ import psutil
 from bench.summary import progress, summary
 
 PACK = 20  # readings per Kafka record
+EVENT_HOURS = 6  # event time the full run spans (1-minute readings per device)
 HOUR_MS = 3_600_000
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +106,7 @@ def _run_ours(topic: str, database: str, bootstrap: str) -> dict[str, Any]:
         "--log-level", "INFO",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    peak = _watch_rss(proc)
+    samples = _watch_rss(proc)
     _, err = proc.communicate(timeout=900)
     text = err.decode()
     m = re.search(r"event=exit_when_idle .*readings=(\d+) busy_span_s=([\d.]+)", text)
@@ -114,24 +118,47 @@ def _run_ours(topic: str, database: str, bootstrap: str) -> dict[str, Any]:
         "readings": readings,
         "seconds": round(span, 3),
         "readings_per_s": round(readings / span) if span else 0,
-        "rss_mb": round(peak[0], 1),
+        "rss_mb": round(max(rss for _, rss in samples), 1),
+        **_rss_course(samples),
     }
 
 
-def _watch_rss(proc: subprocess.Popen[bytes]) -> list[float]:
-    peak = [0.0]
+def _watch_rss(proc: subprocess.Popen[bytes]) -> list[tuple[float, float]]:
+    """(seconds since start, RSS MiB) every 0.1 s while ``proc`` runs (filled by a thread)."""
+    samples: list[tuple[float, float]] = [(0.0, 0.0)]
+    t0 = time.monotonic()
 
     def watch() -> None:
         p = psutil.Process(proc.pid)
         while proc.poll() is None:
             try:
-                peak[0] = max(peak[0], p.memory_info().rss / 2**20)
+                samples.append((time.monotonic() - t0, p.memory_info().rss / 2**20))
             except psutil.Error:
                 return
             time.sleep(0.1)
 
     threading.Thread(target=watch, daemon=True).start()
-    return peak
+    return samples
+
+
+def _rss_course(samples: list[tuple[float, float]]) -> dict[str, Any]:
+    """Peak and median RSS per quarter of the run, and the medians' growth over the last half.
+
+    The full run spans EVENT_HOURS of event time, so the state (widest window + lateness, 2 h)
+    is steady in the last half: its memory should be flat there. Peaks swing by a poll's
+    transient columns (hundreds of MB for 400k readings), medians show the trend.
+    """
+    end = samples[-1][0]
+    quarters = [
+        [rss for t, rss in samples if q * end / 4 < t <= (q + 1) * end / 4] or [0.0]
+        for q in range(4)
+    ]
+    medians = [float(np.median(q)) for q in quarters]
+    return {
+        "rss_mb_peak_by_quarter": [round(max(q), 1) for q in quarters],
+        "rss_mb_median_by_quarter": [round(m, 1) for m in medians],
+        "rss_growth_mb_last_half": round(medians[3] - medians[2], 1),
+    }
 
 
 def _run_quix(topic: str, bootstrap: str, readings: int) -> dict[str, Any]:
@@ -187,7 +214,7 @@ def run(quick: bool) -> dict[str, Any]:
     from storage.testing import create_temp_database, drop_database
 
     settings = BaseSettings.load()
-    devices, per_device = (1_000, 120) if quick else (10_000, 200)
+    devices, per_device = (1_000, 120) if quick else (10_000, EVENT_HOURS * 60)
     params = {"devices": devices, "readings_per_device": per_device, "pack": PACK}
     progress(f"building {devices * per_device:,} readings in records of {PACK}")
     records = _records(devices, per_device, PACK)
