@@ -2,7 +2,9 @@
 
 Publishers send SenML packs of 10 readings at fixed rates, stepping up, each step held long enough
 to be stable; a step is *sustained* when the processors' lag (Kafka end offsets minus the offsets
-stored with the results) is back under one second of traffic shortly after the step ends.
+stored with the results) is back under one second of traffic shortly after the step ends and
+the publishers achieved at least 90 % of the rate; ``readings_per_s`` is the rate they achieved
+in the highest sustained step (the step's nominal rate is ``sustained_step_msgs_per_s``).
 End-to-end latency is measured at half the sustained maximum with probe readings whose event time
 is their publish time: latency = when the row is first visible in TimescaleDB (polled every 25 ms)
 minus the publish time. ``lost`` counts readings sent but neither stored nor rejected.
@@ -211,7 +213,11 @@ def run(quick: bool) -> dict[str, Any]:
             steps.append(step)
             if not step["sustained"]:
                 break
-        sustained = max((s["rate_msgs_per_s"] for s in steps if s["sustained"]), default=0.0)
+        # the rate the publishers achieved in the highest sustained step (they may fall a little
+        # short of the step's nominal rate): what the pipeline was shown to keep up with
+        best = max((s for s in steps if s["sustained"]), key=lambda s: s["rate_msgs_per_s"],
+                   default=None)  # fmt: skip
+        sustained = min(best["rate_msgs_per_s"], best["achieved_msgs_per_s"]) if best else 0.0
         half = max(sustained / 2, 100.0)
         progress("draining before the latency step")
         wait_until(
@@ -254,7 +260,8 @@ def run(quick: bool) -> dict[str, Any]:
     pct = (lambda q: round(float(np.percentile(lat, q)), 1)) if lat.size else (lambda q: None)
     last = steps[-1]
     results = {
-        "readings_per_s": sustained * PACK,
+        "readings_per_s": round(sustained * PACK),
+        "sustained_step_msgs_per_s": best["rate_msgs_per_s"] if best else None,
         "p50_ms": pct(50),
         "p95_ms": pct(95),
         "p99_ms": pct(99),
