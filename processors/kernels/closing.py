@@ -119,11 +119,13 @@ def close(
     numbers = _window_numbers(rows, parts, catalog.rank)
     keep = kept_rows(rows, final, rules)
     cleaned = np.bincount(code, minlength=catalog.n_keys) > 0
-    buffer = buffer_frame(rows.frame, rows.order[keep], final[keep]).with_columns(
-        amount=pl.Series(amount[keep], dtype=pl.Float64),
-        flags=pl.Series(flags[keep], dtype=pl.Int64),
-        since=pl.Series(since[keep], dtype=pl.Int64),
-    )
+    cleaned_now = {
+        "amount": pl.Series(amount[keep], dtype=pl.Float64),
+        "flags": pl.Series(flags[keep], dtype=pl.Int64),
+        "since": pl.Series(since[keep], dtype=pl.Int64),
+    }
+    kept = rows.frame.drop(list(cleaned_now))  # not gathered: replaced below
+    buffer = buffer_frame(kept, rows.order[keep], final[keep]).with_columns(**cleaned_now)
     still = emitted.filter(pl.Series(~before.replaced)) if before.replaced.any() else emitted
     kept_emitted = _next_emitted(still, numbers, watermark, rules, catalog.rank)
     windows = _window_frame(numbers, catalog)
@@ -200,6 +202,20 @@ class _Emitted:
         self.revision, self.revision_null = column("revision", 0)
         self.replaced = np.zeros(emitted.height, dtype=bool)
         self.any_null = bool(self.n_null.any() or self.flags_null.any())
+        # emitted windows come sorted by width from the last close (then each width's rows
+        # are a slice) unless untouched keys' rows were carried over in front of them
+        self.by_width = bool((self.width[1:] >= self.width[:-1]).all())
+
+    def _find(self, width_s: int, code: np.ndarray, bucket: np.ndarray) -> np.ndarray:
+        """Position of the emitted window (``width_s``, key ``code``, ``bucket``) of each closed
+        one, -1: none. A width's rows are a slice when the emitted windows are sorted by width."""
+        if self.by_width:
+            lo, hi = (int(i) for i in np.searchsorted(self.width, [width_s, width_s + 1]))
+            found = find_rows(self.rank[code], bucket, self.key[lo:hi], self.bucket[lo:hi])
+            return np.where(found >= 0, found + lo, -1) if lo else found
+        same_width = np.flatnonzero(self.width == width_s)
+        found = find_rows(self.rank[code], bucket, self.key[same_width], self.bucket[same_width])
+        return np.where(found >= 0, same_width[found], -1)
 
     def restate(
         self, w: WindowArrays, closed: np.ndarray, code: np.ndarray, width_s: int
@@ -210,13 +226,12 @@ class _Emitted:
         (nulls in the emitted row compare equal).
         """
         bucket = w.bucket_start_ms[closed]
-        same_width = np.flatnonzero(self.width == width_s)
-        found = find_rows(self.rank[code], bucket, self.key[same_width], self.bucket[same_width])
+        found = self._find(width_s, code, bucket)  # emitted position per closed window
         changed = np.ones(len(found), dtype=bool)
         was = np.flatnonzero(found >= 0)
         revision_was = np.zeros(0, dtype=np.int64)
         if len(was):  # compare with the emitted result
-            at = same_width[found[was]]
+            at = found[was]
             known = ~self.revision_null[at]
             at_closed = closed[was]
             ours = w.actual[at_closed]
@@ -297,8 +312,12 @@ def _next_emitted(
     if len(at) == 0:
         return new.clear()
     width = column("width_s")[at]
-    widths = np.sort(pl.Series(width).unique().to_numpy())
-    major = np.searchsorted(widths, width) * len(rank) + rank[code[at]]
+    widths = np.array(sorted(rules.widths_s), dtype=np.int64)  # the usual widths: no hashing
+    slot = np.searchsorted(widths, width)
+    if not (widths[np.minimum(slot, len(widths) - 1)] == width).all():  # stored other widths
+        widths = np.sort(pl.Series(width).unique().to_numpy())
+        slot = np.searchsorted(widths, width)
+    major = slot * len(rank) + rank[code[at]]
     return both.gather(at[sort_order(major, bucket[at])])
 
 
