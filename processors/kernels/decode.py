@@ -1,16 +1,17 @@
 """Turn a poll of :class:`~pilotstream.contracts.ReadingBatch` values into one polars frame.
 
-The loop runs over batches, never over readings: each column is the concatenation of the batches'
-column lists, and per-batch fields (device, tenant, ...) are repeated with a gather; so are a
-batch's metric and kind when the whole batch has one (the usual case).
+The loop runs over batches, never over readings. The per-reading columns are the batches' lists
+concatenated in place (one pass over the batches extends all five) and handed to polars whole:
+for 80,000 readings, concatenating and converting an int column takes ~0.8 ms where
+``np.fromiter`` over a ``chain.from_iterable`` takes ~1.2 ms.
+Per-batch fields are repeated with a gather, and a text column that holds one value in the whole
+poll (tenant, metric, kind: the usual case) becomes a constant column without a gather.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import chain
 from operator import attrgetter, itemgetter
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -43,42 +44,89 @@ def decode_batches(batches: Sequence[ReadingBatch]) -> pl.DataFrame:
     """
     if not batches:
         return empty_readings()
-    ts_lists = list(map(attrgetter("ts_ms"), batches))
-    lengths = np.fromiter(map(len, ts_lists), dtype=np.int64, count=len(batches))
-    n = int(lengths.sum())
+    lengths = np.fromiter(map(len, map(attrgetter("ts_ms"), batches)), np.int64, len(batches))
     batch_of = np.repeat(np.arange(len(batches)), lengths)
-
-    def per_batch(values: list[Any], dtype: pl.DataType) -> pl.Series:
-        return pl.Series(values, dtype=dtype).gather(batch_of)
-
-    def text(name: str) -> pl.Series:
-        # a batch usually carries one metric and kind: repeat it rather than build n strings
-        lists = list(map(attrgetter(name), batches))
-        heads = (
-            list(map(itemgetter(0), lists)) if lengths.all() else [v[0] if v else "" for v in lists]
-        )
-        same = np.fromiter(map(list.count, lists, heads), np.int64, len(lists))
-        if (same == lengths).all():
-            return per_batch(heads, pl.String())
-        return pl.Series(list(chain.from_iterable(lists)), dtype=pl.String())
-
-    def numbers(name: str, dtype: type[np.generic]) -> np.ndarray:
-        lists = ts_lists if name == "ts_ms" else map(attrgetter(name), batches)
-        return np.fromiter(chain.from_iterable(lists), dtype, n)
-
+    metric, kind, ts_ms, value, seq = _concatenated(batches)
+    received = np.fromiter(map(attrgetter("received_at_ms"), batches), np.int64, len(batches))
+    device_ids = pl.Series(list(map(attrgetter("device_id"), batches)), dtype=pl.String())
     return pl.DataFrame(
         {
-            "tenant": per_batch([b.tenant for b in batches], pl.String()),
-            "device_id": per_batch([b.device_id for b in batches], pl.String()),
-            "metric": text("metric"),
-            "kind": text("kind"),
-            "ts_ms": numbers("ts_ms", np.int64),
-            "value": numbers("value", np.float64),
-            "seq": numbers("seq", np.int64),
-            "received_at_ms": per_batch([b.received_at_ms for b in batches], pl.Int64()),
+            "tenant": _per_batch_text(list(map(attrgetter("tenant"), batches)), batch_of),
+            "device_id": device_ids.gather(batch_of),
+            "metric": _text(metric, batches, "metric", lengths, batch_of),
+            "kind": _text(kind, batches, "kind", lengths, batch_of),
+            "ts_ms": pl.Series(ts_ms, dtype=pl.Int64()),
+            "value": pl.Series(value, dtype=pl.Float64()),
+            "seq": pl.Series(seq, dtype=pl.Int64()),
+            "received_at_ms": np.repeat(received, lengths),
         },
         schema=READING_SCHEMA,
     )
+
+
+def _concatenated(
+    batches: Sequence[ReadingBatch],
+) -> tuple[list[str], list[str], list[int], list[float], list[int]]:
+    """The batches' metric, kind, ts_ms, value and seq lists, each concatenated into one list.
+
+    One loop over the batches extending five lists in place (``+=`` copies a whole list at C
+    speed) costs about half of a ``map`` + ``chain.from_iterable`` per column.
+    """
+    metric: list[str] = []
+    kind: list[str] = []
+    ts_ms: list[int] = []
+    value: list[float] = []
+    seq: list[int] = []
+    for b in batches:
+        metric += b.metric
+        kind += b.kind
+        ts_ms += b.ts_ms
+        value += b.value
+        seq += b.seq
+    return metric, kind, ts_ms, value, seq
+
+
+def _text(
+    flat: list[str],
+    batches: Sequence[ReadingBatch],
+    name: str,
+    lengths: np.ndarray,
+    batch_of: np.ndarray,
+) -> pl.Series:
+    """The per-reading text column ``name``; ``flat`` is its concatenation over ``batches``.
+
+    One value in the whole poll gives a constant column; one value per batch a gather of the
+    batches' first values (a batch usually carries one metric and kind); else the strings.
+    """
+    if _one_value(flat):
+        return _constant(flat[0], len(flat))
+    lists = list(map(attrgetter(name), batches))
+    heads = list(map(itemgetter(0), lists)) if lengths.all() else [v[0] if v else "" for v in lists]
+    same = np.fromiter(map(list.count, lists, heads), np.int64, len(lists))
+    if (same == lengths).all():
+        return pl.Series(heads, dtype=pl.String()).gather(batch_of)
+    return pl.Series(flat, dtype=pl.String())
+
+
+def _per_batch_text(values: list[str], batch_of: np.ndarray) -> pl.Series:
+    """One string per batch, repeated for each of the batch's readings."""
+    if _one_value(values):
+        return _constant(values[0], len(batch_of))
+    return pl.Series(values, dtype=pl.String()).gather(batch_of)
+
+
+def _one_value(values: list[str]) -> bool:
+    """Whether ``values`` is not empty and holds one string only.
+
+    ``list.count`` compares by identity before equality, so a column of one shared string object
+    is checked in ~20 us for 80,000 readings.
+    """
+    return bool(values) and values.count(values[0]) == len(values)
+
+
+def _constant(value: str, n: int) -> pl.Series:
+    """``value`` repeated ``n`` times, built by polars from one element."""
+    return pl.Series([value], dtype=pl.String()).new_from_index(0, n)
 
 
 def dedup(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
