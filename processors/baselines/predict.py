@@ -13,6 +13,7 @@ by their method's ``predict_*`` on the windows of one metric at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 import polars as pl
@@ -20,11 +21,14 @@ import polars as pl
 from processors.baselines.daily import predict_daily
 from processors.baselines.daylight import METHOD as METHOD_DAYLIGHT
 from processors.baselines.daylight import predict_daylight
-from processors.baselines.hourly import N_TOW, calendar_of, predict_hourly
+from processors.baselines.hourly import N_TOW, calendar_of, local_calendar, predict_hourly
 from processors.baselines.model import FittedModel, RecentBuilds, stacked
 
 HOUR_MS = 3_600_000
+QUARTER_MS = 900_000
+_DENSE_QUARTERS = 8_192  # at most this many quarters (~12 weeks) get a dense calendar
 _KEY = ["device_id", "metric"]
+_MODEL_ID = attrgetter("model_id")
 
 
 def predict_windows(
@@ -78,13 +82,14 @@ class _Table:
     models poll after poll)."""
 
     index: pl.DataFrame  # device_id, metric, _model: first position of each key
+    metric: str | None  # the metric of every model when they share one (the usual case)
     ids: pl.Series  # model id per position, plus "" for "no model"
     tow_at: np.ndarray  # per position (plus -1 for "no model"): row in ``means``, -1: not tow
     means: np.ndarray  # (tow models, hours of week) time-of-week means
 
 
 def _table(models: list[FittedModel]) -> _Table:
-    return _TABLES.get(tuple(m.model_id for m in models), lambda: _build_table(models))
+    return _TABLES.get(tuple(map(_MODEL_ID, models)), lambda: _build_table(models))
 
 
 def _build_table(models: list[FittedModel]) -> _Table:
@@ -100,8 +105,10 @@ def _build_table(models: list[FittedModel]) -> _Table:
     tow_at = np.full(len(models) + 1, -1, dtype=np.int64)
     tow_at[tow] = np.arange(len(tow))
     _, means = stacked([models[i] for i in tow], "means", (N_TOW,))
+    metrics = {m.metric for m in models}
     return _Table(
         index=index,
+        metric=metrics.pop() if len(metrics) == 1 else None,
         ids=pl.Series([m.model_id for m in models] + [""], dtype=pl.String),
         tow_at=tow_at,
         means=means,
@@ -112,16 +119,46 @@ _TABLES: RecentBuilds[_Table] = RecentBuilds()
 
 
 def _model_of(table: _Table, windows: pl.DataFrame) -> np.ndarray:
-    """Position of each window's model (-1: none), joined once per run of one key."""
+    """Position of each window's model (-1: none), joined once per run of one key.
+
+    When every model has the same metric (the usual case) the join is on ``device_id`` alone:
+    windows of that metric find their device's model, the others none, so one string column is
+    hashed instead of a pair of them.
+    """
     n = windows.height
     if n == 0 or table.index.is_empty():
         return np.full(n, -1, dtype=np.int64)
-    keys = windows.select(_KEY)
-    changed = pl.any_horizontal(pl.col(c) != pl.col(c).shift() for c in _KEY).fill_null(True)
-    starts = np.flatnonzero(keys.select(changed).to_series().to_numpy())
-    found = keys[starts].join(table.index, on=_KEY, how="left", maintain_order="left")
-    heads = found["_model"].fill_null(-1).to_numpy()
-    return np.repeat(heads, np.diff(np.append(starts, n)))
+    device = windows["device_id"]
+    if table.metric is None:
+        starts = np.flatnonzero(_run_starts(device) | _run_starts(windows["metric"]))
+        found = windows.select(_KEY)[starts].join(
+            table.index, on=_KEY, how="left", maintain_order="left"
+        )
+        at = found["_model"].fill_null(-1).to_numpy()
+    else:
+        same = (windows["metric"] == table.metric).fill_null(False).to_numpy()
+        flips = np.ones(n, dtype=bool)
+        flips[1:] = same[1:] != same[:-1]
+        starts = np.flatnonzero(_run_starts(device) | flips)
+        found = (
+            device.gather(starts)
+            .to_frame("device_id")
+            .join(table.index.drop("metric"), on="device_id", how="left", maintain_order="left")
+        )
+        at = np.where(same[starts], found["_model"].fill_null(-1).to_numpy(), -1)
+    return np.repeat(at, np.diff(np.append(starts, n)))
+
+
+def _run_starts(column: pl.Series) -> np.ndarray:
+    """Where a value differs from the one before (the first row and nulls count as different).
+
+    Compares two zero-copy slices: cheaper than against a shifted copy of the column.
+    """
+    n = len(column)
+    out = np.ones(n, dtype=bool)
+    if n > 1:
+        out[1:] = (column.slice(1) != column.slice(0, n - 1)).fill_null(True).to_numpy()
+    return out
 
 
 def _predict_tow(means: np.ndarray, row: np.ndarray, windows: pl.DataFrame, tz: str) -> np.ndarray:
@@ -130,12 +167,34 @@ def _predict_tow(means: np.ndarray, row: np.ndarray, windows: pl.DataFrame, tz: 
     The same arithmetic as :func:`~processors.baselines.tow.predict_tow`: the local hour of
     week's mean, times the window's share of an hour.
     """
-    start = windows["bucket_start_ms"]
-    calendar = calendar_of(start, tz).sort("ts_ms")
-    slot = np.searchsorted(calendar["ts_ms"].to_numpy(), start.to_numpy())
-    hourly = means[row, calendar["tow"].to_numpy()[slot]]
+    # one flat gather: cheaper than numpy's two-array fancy indexing
+    hourly = means.ravel().take(row * N_TOW + _hour_of_week(windows["bucket_start_ms"], tz))
     width = windows["width_s"].to_numpy() if "width_s" in windows.columns else 3600
     out: np.ndarray = hourly * (width / 3600.0)
+    return out
+
+
+def _hour_of_week(start: pl.Series, tz: str) -> np.ndarray:
+    """Local hour of week (0-167) of each UTC ms window start.
+
+    Window starts are whole quarters a few hours apart: the calendar of every quarter from the
+    first start to the last is computed (a few dozen time-zone conversions) and indexed by
+    quarter, without hashing or sorting the starts. Other starts (a long span, not whole
+    quarters, nulls) take the calendar of their distinct values, found by sorted search.
+    """
+    values = start.to_numpy()
+    if start.dtype == pl.Int64 and start.null_count() == 0 and len(values):
+        quarter = values // QUARTER_MS
+        low = int(quarter.min())
+        span = int(quarter.max()) - low + 1
+        if span <= _DENSE_QUARTERS and np.array_equal(quarter * QUARTER_MS, values):
+            grid = pl.DataFrame({"ts_ms": np.arange(low, low + span, dtype=np.int64) * QUARTER_MS})
+            tow: np.ndarray = grid.select(local_calendar("ts_ms", tz)[1]).to_series().to_numpy()
+            at: np.ndarray = tow[quarter - low]
+            return at
+    calendar = calendar_of(start, tz).sort("ts_ms")
+    slot = np.searchsorted(calendar["ts_ms"].to_numpy(), values)
+    out: np.ndarray = calendar["tow"].to_numpy()[slot]
     return out
 
 

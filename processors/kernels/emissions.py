@@ -31,6 +31,8 @@ from processors.kernels import flags as qf
 Saving = Literal["baseline_minus_actual", "actual"]
 _START_BITS = 42  # a (rule, window start) pair packs as rule << 42 | (start - min start)
 _START_MASK = 2**_START_BITS - 1
+_QUARTER_MS = 900_000
+_DENSE_PAIRS = 65_536  # at most this many (rule, quarter) cells get a dense table
 _SHIFT_MODES = {"trip.distance.escooter": "escooter", "trip.distance.ebike": "ebike"}
 EVENT_METRICS = frozenset(_SHIFT_MODES)  # reported per event (trip end), not at a fixed interval
 EVENT_MASKING = qf.MASKING & ~(qf.LOW_COVERAGE | qf.GAP)
@@ -105,7 +107,14 @@ def window_factors(
     windows: pl.DataFrame, rules: Mapping[str, MetricRule], factors: FactorTable
 ) -> pl.DataFrame:
     """``factor`` (kgCO2e per unit) and ``factor_id`` of each window, in input order."""
-    return _window_factors(windows, _rule_index(windows["metric"], rules), rules, factors)
+    rule = _rule_index(windows["metric"], rules)
+    factor, known, factor_id = _window_factors(windows, rule, rules, factors)
+    return pl.DataFrame(
+        {
+            "factor": pl.Series(factor, dtype=pl.Float64).scatter(np.flatnonzero(~known), None),
+            "factor_id": factor_id,
+        }
+    )
 
 
 def _window_factors(
@@ -113,22 +122,12 @@ def _window_factors(
     rule: np.ndarray,
     rules: Mapping[str, MetricRule],
     factors: FactorTable,
-) -> pl.DataFrame:
-    # windows of many devices share (metric, start): compute each pair once, on one integer
-    start = windows["bucket_start_ms"].to_numpy()
-    ruled = rule >= 0
-    low = int(start[ruled].min()) if ruled.any() else 0
-    if not ruled.any() or int(start[ruled].max()) - low < 2**_START_BITS:
-        packed = np.where(ruled, (rule << _START_BITS) | (start - low), -1)
-        distinct = np.sort(pl.Series(packed).unique().to_numpy())
-        pair = np.searchsorted(distinct, packed)
-        distinct_rule, distinct_start = distinct >> _START_BITS, (distinct & _START_MASK) + low
-    else:  # starts too far apart to pack
-        pairs = pl.DataFrame({"_m": rule, "_t": start})
-        keys = pairs.unique(maintain_order=True).with_row_index("_u")
-        joined = pairs.join(keys, on=["_m", "_t"], how="left", maintain_order="left")
-        pair = joined["_u"].cast(pl.Int64).to_numpy()
-        distinct_rule, distinct_start = keys["_m"].to_numpy(), keys["_t"].to_numpy()
+) -> tuple[np.ndarray, np.ndarray, pl.Series]:
+    """Factor (NaN where unknown), whether it is known, and factor id of each window."""
+    # windows of many devices share (metric, start): compute each pair once
+    pair, distinct_rule, distinct_start = _distinct_pairs(
+        rule, windows["bucket_start_ms"].to_numpy(), len(rules)
+    )
     terms = [r.terms for r in rules.values()]
     factor, factor_id = _pair_factors(
         [terms[m] if m >= 0 else None for m in distinct_rule.tolist()],
@@ -137,14 +136,53 @@ def _window_factors(
     )
     known = np.array([f is not None for f in factor], dtype=bool)
     values = np.array([np.nan if f is None else f for f in factor], dtype=np.float64)
-    return pl.DataFrame(
-        {
-            "factor": pl.Series(values[pair], dtype=pl.Float64).scatter(
-                np.flatnonzero(~known[pair]), None
-            ),
-            "factor_id": pl.Series(factor_id, dtype=pl.String).gather(pair),
-        }
-    )
+    ids = pl.Series(factor_id, dtype=pl.String)
+    if len(set(zip(factor, factor_id, strict=True))) == 1:  # one factor for all: no gathers
+        n = len(pair)
+        return np.full(n, values[0]), np.full(n, known[0]), ids.new_from_index(0, n)
+    return values[pair], known[pair], ids.gather(pair)
+
+
+def _distinct_pairs(
+    rule: np.ndarray, start: np.ndarray, n_rules: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each window's (rule, start) pair as a position among the distinct pairs, and their rule
+    and start (rule -1: windows without a rule, one pair whatever their start).
+
+    Window starts are whole quarters a few hours apart: a pair is then a small integer (rule,
+    quarter) and the distinct ones are marked in a dense table, without hashing or sorting.
+    """
+    ruled = rule >= 0
+    if not ruled.any():
+        return np.zeros(len(rule), dtype=np.int64), np.array([-1]), np.array([0])
+    every = bool(ruled.all())  # the usual case: no masks
+    low = int((start if every else start[ruled]).min())
+    quarter = (start - low) // _QUARTER_MS
+    span = int((quarter if every else quarter[ruled]).max()) + 1
+    if n_rules * span <= _DENSE_PAIRS and np.array_equal(quarter * _QUARTER_MS, start - low):
+        code = rule * span + quarter + 1 if every else np.where(ruled, rule * span + quarter + 1, 0)
+        seen = np.zeros(n_rules * span + 1, dtype=bool)  # code 0: no rule
+        seen[code] = True
+        pair = (np.cumsum(seen) - 1)[code]
+        distinct = np.flatnonzero(seen) - 1
+        return (
+            pair,
+            np.where(distinct >= 0, distinct // span, -1),
+            np.where(distinct >= 0, distinct % span * _QUARTER_MS + low, 0),
+        )
+    if int(start[ruled].max()) - low < 2**_START_BITS:
+        packed = np.where(ruled, (rule << _START_BITS) | (start - low), -1)
+        keys = np.sort(pl.Series(packed).unique().to_numpy())
+        return (
+            np.searchsorted(keys, packed),
+            keys >> _START_BITS,
+            (keys & _START_MASK) + low,
+        )
+    # starts too far apart to pack
+    pairs = pl.DataFrame({"_m": rule, "_t": start})
+    unique = pairs.unique(maintain_order=True).with_row_index("_u")
+    joined = pairs.join(unique, on=["_m", "_t"], how="left", maintain_order="left")
+    return joined["_u"].cast(pl.Int64).to_numpy(), unique["_m"].to_numpy(), unique["_t"].to_numpy()
 
 
 Terms = tuple[tuple[str, float], ...]  # (factor scope, weight) of a rule
@@ -224,48 +262,87 @@ def emission_deltas(
     intersect :data:`flags.MASKING`, its metric has no rule, or its baseline or factor is missing.
     """
     rule = _rule_index(windows["metric"], rules)
-    on_actual = np.array([r.saving == "actual" for r in rules.values()] + [False])[rule]
-    on_baseline = np.array([r.saving == "baseline_minus_actual" for r in rules.values()] + [False])
-    actual = windows["actual"]
-    saved = windows["baseline"] - actual
-    raw = np.where(
-        on_actual, actual.fill_null(np.nan).to_numpy(), saved.fill_null(np.nan).to_numpy()
-    )
+    saving = np.array([_SAVINGS[r.saving] for r in rules.values()] + [_NO_RULE])[rule]
+    on_actual = saving == _SAVINGS["actual"]
+    actual = windows["actual"].cast(pl.Float64)
+    baseline = windows["baseline"].cast(pl.Float64)
+    actual_values = actual.to_numpy()  # NaN where null (those windows are masked)
+    raw = np.where(on_actual, actual_values, baseline.to_numpy() - actual_values)
     known = np.where(
         on_actual,
-        actual.is_not_null().to_numpy(),
-        on_baseline[rule] & saved.is_not_null().to_numpy(),
+        _not_null(actual),
+        (saving == _SAVINGS["baseline_minus_actual"]) & _not_null(actual) & _not_null(baseline),
     )
-    found = _window_factors(windows, rule, rules, factors)
-    factor = found["factor"]
+    factor, factor_known, factor_id = _window_factors(windows, rule, rules, factors)
     # sparse events (trips) have no expected rate: coverage and gaps say nothing about them
     # (a window without a rule is masked anyway, so its rule's metric decides)
     event = np.array([m in EVENT_METRICS for m in rules] + [False])[rule]
     mask_bits = np.where(event, EVENT_MASKING, qf.MASKING)
+    flags = windows["flags"]
     masked = (
-        ((windows["flags"].fill_null(0).to_numpy() & mask_bits) != 0)
+        (((flags.fill_null(0) if flags.null_count() else flags).to_numpy() & mask_bits) != 0)
         | ~known
-        | factor.is_null().to_numpy()
+        | ~factor_known
     )
     delta = np.where(masked, 0.0, raw)
-    factor_values = factor.fill_null(0.0).to_numpy()
+    factor_values = np.where(factor_known, factor, 0.0)
     return windows.with_columns(
         factor=pl.Series(factor_values, dtype=pl.Float64),
-        factor_id=found["factor_id"],
+        factor_id=factor_id,
         masked=pl.Series(masked, dtype=pl.Boolean),
         delta=pl.Series(delta, dtype=pl.Float64),
         avoided_co2e_kg=pl.Series(delta * factor_values, dtype=pl.Float64),
     )
 
 
+_SAVINGS = {"baseline_minus_actual": 0, "actual": 1}
+_NO_RULE = -1
+
+
+def _not_null(column: pl.Series) -> np.ndarray | bool:
+    """Where a column has a value (True when it has no nulls, without a pass over it)."""
+    return column.is_not_null().to_numpy() if column.null_count() else True
+
+
 def _rule_index(metric: pl.Series, rules: Mapping[str, MetricRule]) -> np.ndarray:
-    """Position of each metric's rule in ``rules`` (-1: no rule), looked up once per run."""
-    if metric.is_empty():
-        return np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero((metric != metric.shift()).fill_null(True).to_numpy())
+    """Position of each metric's rule in ``rules`` (-1: no rule).
+
+    A poll's windows mostly share one metric: the first window's metric is compared with every
+    window at once (against a constant, cheaper than comparing neighbours), and only the other
+    windows are looked up once per run of equal metrics.
+    """
     positions = {m: i for i, m in enumerate(rules)}
-    heads = metric.gather(starts).replace_strict(positions, default=-1, return_dtype=pl.Int64)
-    return np.repeat(heads.to_numpy(), np.diff(np.append(starts, len(metric))))
+    first = metric[0] if len(metric) else None
+    if first is None:
+        return _rule_of_runs(metric, positions)
+    others = np.flatnonzero(~(metric == first).fill_null(False).to_numpy())
+    out = np.full(len(metric), positions.get(first, -1), dtype=np.int64)
+    if len(others):
+        out[others] = _rule_of_runs(metric.gather(others), positions)
+    return out
+
+
+def _rule_of_runs(metric: pl.Series, positions: Mapping[str, int]) -> np.ndarray:
+    """Position of each metric in ``positions`` (-1: none), looked up once per run."""
+    n = len(metric)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    changed = np.ones(n, dtype=bool)
+    if n > 1:  # two zero-copy slices compare cheaper than the column and a shifted copy
+        changed[1:] = (metric.slice(1) != metric.slice(0, n - 1)).fill_null(True).to_numpy()
+    starts = np.flatnonzero(changed)
+    if len(starts) <= _FEW_RUNS:  # a handful of metrics per poll: a dict beats a join
+        heads = np.array([positions.get(m, -1) for m in metric.gather(starts).to_list()])
+    else:
+        heads = (
+            metric.gather(starts)
+            .replace_strict(positions, default=-1, return_dtype=pl.Int64)
+            .to_numpy()
+        )
+    return np.repeat(heads.astype(np.int64), np.diff(np.append(starts, n)))
+
+
+_FEW_RUNS = 64
 
 
 def _shares(raw: object) -> dict[str, float]:
