@@ -177,25 +177,54 @@ def _predict_tow(means: np.ndarray, row: np.ndarray, windows: pl.DataFrame, tz: 
 def _hour_of_week(start: pl.Series, tz: str) -> np.ndarray:
     """Local hour of week (0-167) of each UTC ms window start.
 
-    Window starts are whole quarters a few hours apart: the calendar of every quarter from the
-    first start to the last is computed (a few dozen time-zone conversions) and indexed by
-    quarter, without hashing or sorting the starts. Other starts (a long span, not whole
-    quarters, nulls) take the calendar of their distinct values, found by sorted search.
+    Window starts are whole quarters a few hours apart: they index a calendar of quarters kept
+    per time zone (no hashing or sorting of the starts, no time-zone conversion per poll). Other
+    starts (a long span, not whole quarters, nulls) take the calendar of their distinct values,
+    found by sorted search.
     """
     values = start.to_numpy()
     if start.dtype == pl.Int64 and start.null_count() == 0 and len(values):
         quarter = values // QUARTER_MS
-        low = int(quarter.min())
-        span = int(quarter.max()) - low + 1
-        if span <= _DENSE_QUARTERS and np.array_equal(quarter * QUARTER_MS, values):
-            grid = pl.DataFrame({"ts_ms": np.arange(low, low + span, dtype=np.int64) * QUARTER_MS})
-            tow: np.ndarray = grid.select(local_calendar("ts_ms", tz)[1]).to_series().to_numpy()
-            at: np.ndarray = tow[quarter - low]
+        low, high = int(quarter.min()), int(quarter.max())
+        if high - low < _DENSE_QUARTERS and np.array_equal(quarter * QUARTER_MS, values):
+            quarters = _quarter_calendar(tz, low, high)
+            at: np.ndarray = quarters.tow[quarter - quarters.low]
             return at
     calendar = calendar_of(start, tz).sort("ts_ms")
     slot = np.searchsorted(calendar["ts_ms"].to_numpy(), values)
     out: np.ndarray = calendar["tow"].to_numpy()[slot]
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Quarters:
+    """Local hours of week of consecutive quarters of one time zone."""
+
+    low: int  # first quarter (UTC ms // QUARTER_MS)
+    tow: np.ndarray  # hour of week of each quarter from ``low`` on
+
+
+_WEEK_QUARTERS = 7 * 24 * 4
+_CALENDARS: dict[str, _Quarters] = {}  # per time zone, around the latest windows
+_CALENDARS_MAX = 64  # time zones kept
+
+
+def _quarter_calendar(tz: str, low: int, high: int) -> _Quarters:
+    """A calendar of ``tz`` covering quarters ``low`` to ``high``.
+
+    Computed a week before ``low`` to two weeks after ``high``, so a stream moving forward
+    converts time zones once per two weeks of event time, and late windows still fall in it.
+    """
+    kept = _CALENDARS.get(tz)
+    if kept is not None and kept.low <= low and high < kept.low + len(kept.tow):
+        return kept
+    first, last = low - _WEEK_QUARTERS, high + 2 * _WEEK_QUARTERS
+    grid = pl.DataFrame({"ts_ms": np.arange(first, last + 1, dtype=np.int64) * QUARTER_MS})
+    tow = grid.select(local_calendar("ts_ms", tz)[1]).to_series().to_numpy()
+    if len(_CALENDARS) >= _CALENDARS_MAX:
+        _CALENDARS.clear()
+    _CALENDARS[tz] = calendar = _Quarters(low=first, tow=tow)
+    return calendar
 
 
 def _predict_other(

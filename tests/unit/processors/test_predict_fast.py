@@ -18,6 +18,7 @@ from polars.testing import assert_frame_equal
 
 from pilotstream.registry import load_registry
 from processors.baselines import FittedModel, predict_windows
+from processors.baselines.predict import _CALENDARS
 from processors.factors import FactorTable, read_factor_csv, table_from_frame
 from processors.kernels import MetricRule, emission_deltas, pilot_rules, window_factors
 from processors.kernels import flags as qf
@@ -139,6 +140,39 @@ def test_predict_windows_reuses_tables_without_mixing_model_lists() -> None:
         models = _models(rng, metrics)
         result = predict_windows(models, windows, tz="Europe/Paris")
         expected = _reference_predict(models, windows, "Europe/Paris")
+        assert_frame_equal(result, expected, check_exact=True)
+
+
+@pytest.mark.parametrize("tz", ["Europe/Paris", "Europe/Helsinki"])
+def test_predict_windows_follow_a_stream_across_weeks_and_late_windows(tz: str) -> None:
+    rng = np.random.default_rng(5)
+    models = _models(rng, ["m1"])
+    # polls days apart across both 2024 DST changes, late windows a week back, jumps
+    for day in [*range(-20, 40, 3), 40, 41, 5, -40, 200, 190, 215, 216]:
+        around = SPRING_PARIS + day * 86_400_000
+        windows = _windows(rng, 200, around, "quarters")
+        if rng.random() < 0.5:
+            windows = windows.with_columns(pl.col("bucket_start_ms") - 8 * 96 * QUARTER_MS)
+        result = predict_windows(models, windows, tz=tz)
+        assert_frame_equal(result, _reference_predict(models, windows, tz), check_exact=True)
+
+
+@pytest.mark.parametrize("edge", [-1, 0, 1])
+@pytest.mark.parametrize("side", ["before", "after"])
+def test_predict_windows_at_the_edges_of_the_kept_calendar(edge: int, side: str) -> None:
+    rng = np.random.default_rng(6)
+    models = _models(rng, ["m1"])
+    week = 7 * 96 * QUARTER_MS
+    first = SPRING_PARIS - 3 * QUARTER_MS
+    # a week before the first poll's first quarter to two weeks after its last are kept
+    probe = (-week if side == "before" else 2 * week) + edge * QUARTER_MS
+    _CALENDARS.clear()
+    for offset in (0, probe):
+        windows = _windows(rng, 50, 0, "quarters").with_columns(
+            bucket_start_ms=first + offset + pl.int_range(50) % 4 * QUARTER_MS
+        )
+        result = predict_windows(models, windows, tz="Europe/Lisbon")
+        expected = _reference_predict(models, windows, "Europe/Lisbon")
         assert_frame_equal(result, expected, check_exact=True)
 
 
