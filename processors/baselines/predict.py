@@ -13,7 +13,7 @@ by their method's ``predict_*`` on the windows of one metric at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import attrgetter, is_
 
 import numpy as np
 import polars as pl
@@ -89,7 +89,13 @@ class _Table:
 
 
 def _table(models: list[FittedModel]) -> _Table:
-    return _TABLES.get(tuple(map(_MODEL_ID, models)), lambda: _build_table(models))
+    """The models' table: the last one when called with the same model objects again (checked
+    by identity, cheaper than hashing every model id), else the one built for these ids."""
+    if _LAST and len(_LAST[0][0]) == len(models) and all(map(is_, models, _LAST[0][0])):
+        return _LAST[0][1]
+    table = _TABLES.get(tuple(map(_MODEL_ID, models)), lambda: _build_table(models))
+    _LAST[:] = [(tuple(models), table)]
+    return table
 
 
 def _build_table(models: list[FittedModel]) -> _Table:
@@ -116,6 +122,7 @@ def _build_table(models: list[FittedModel]) -> _Table:
 
 
 _TABLES: RecentBuilds[_Table] = RecentBuilds()
+_LAST: list[tuple[tuple[FittedModel, ...], _Table]] = []  # the last models and their table
 
 
 def _model_of(table: _Table, windows: pl.DataFrame) -> np.ndarray:

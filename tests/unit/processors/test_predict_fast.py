@@ -138,9 +138,14 @@ def test_predict_windows_reuses_tables_without_mixing_model_lists() -> None:
     windows = _windows(rng, 200, SPRING_PARIS, "quarters")
     for metrics in (["m1"], METRICS, ["m1"], ["m2"]):
         models = _models(rng, metrics)
-        result = predict_windows(models, windows, tz="Europe/Paris")
-        expected = _reference_predict(models, windows, "Europe/Paris")
-        assert_frame_equal(result, expected, check_exact=True)
+        for change in ("none", "replace", "append", "none"):  # the same list, changed in place
+            if change == "replace":
+                models[0] = _model("tow", models[0].device_id, models[0].metric, rng)
+            elif change == "append":
+                models.append(_model("tow", "other", metrics[0], rng))
+            result = predict_windows(models, windows, tz="Europe/Paris")
+            expected = _reference_predict(models, windows, "Europe/Paris")
+            assert_frame_equal(result, expected, check_exact=True)
 
 
 @pytest.mark.parametrize("tz", ["Europe/Paris", "Europe/Helsinki"])
