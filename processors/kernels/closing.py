@@ -208,14 +208,29 @@ class _Emitted:
 
     def _find(self, width_s: int, code: np.ndarray, bucket: np.ndarray) -> np.ndarray:
         """Position of the emitted window (``width_s``, key ``code``, ``bucket``) of each closed
-        one, -1: none. A width's rows are a slice when the emitted windows are sorted by width."""
+        one, -1: none. A width's rows are a slice when the emitted windows are sorted by width.
+
+        Only the windows no later than their key's latest emitted one of the width are looked
+        up: the others (most of a poll's, closing for the first time) cannot have been emitted.
+        """
         if self.by_width:
             lo, hi = (int(i) for i in np.searchsorted(self.width, [width_s, width_s + 1]))
-            found = find_rows(self.rank[code], bucket, self.key[lo:hi], self.bucket[lo:hi])
-            return np.where(found >= 0, found + lo, -1) if lo else found
-        same_width = np.flatnonzero(self.width == width_s)
-        found = find_rows(self.rank[code], bucket, self.key[same_width], self.bucket[same_width])
-        return np.where(found >= 0, same_width[found], -1)
+            at: np.ndarray | None = None
+            key, start = self.key[lo:hi], self.bucket[lo:hi]
+        else:
+            lo, at = 0, np.flatnonzero(self.width == width_s)
+            key, start = self.key[at], self.bucket[at]
+        rank = self.rank[code]
+        latest = np.full(len(self.rank), np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(latest, key, start)
+        maybe = np.flatnonzero(bucket <= latest[rank])
+        found = np.full(len(code), -1, dtype=np.int64)
+        if len(maybe) == 0:
+            return found
+        hit = find_rows(rank[maybe], bucket[maybe], key, start)
+        position = (hit + lo) if at is None else at[hit]
+        found[maybe] = np.where(hit >= 0, position, -1)
+        return found
 
     def restate(
         self, w: WindowArrays, closed: np.ndarray, code: np.ndarray, width_s: int
