@@ -262,7 +262,9 @@ def emission_deltas(
     intersect :data:`flags.MASKING`, its metric has no rule, or its baseline or factor is missing.
     """
     rule = _rule_index(windows["metric"], rules)
-    saving = np.array([_SAVINGS[r.saving] for r in rules.values()] + [_NO_RULE])[rule]
+    # per rule, then for windows without one: indexed by one scalar when all share a rule
+    at = rule[0] if len(rule) and rule.min() == rule.max() else rule
+    saving = np.array([_SAVINGS[r.saving] for r in rules.values()] + [_NO_RULE])[at]
     on_actual = saving == _SAVINGS["actual"]
     actual = windows["actual"].cast(pl.Float64)
     baseline = windows["baseline"].cast(pl.Float64)
@@ -276,8 +278,8 @@ def emission_deltas(
     factor, factor_known, factor_id = _window_factors(windows, rule, rules, factors)
     # sparse events (trips) have no expected rate: coverage and gaps say nothing about them
     # (a window without a rule is masked anyway, so its rule's metric decides)
-    event = np.array([m in EVENT_METRICS for m in rules] + [False])[rule]
-    mask_bits = np.where(event, EVENT_MASKING, qf.MASKING)
+    bits = [EVENT_MASKING if m in EVENT_METRICS else qf.MASKING for m in rules]
+    mask_bits = np.array([*bits, qf.MASKING])[at]
     flags = windows["flags"]
     masked = (
         (((flags.fill_null(0) if flags.null_count() else flags).to_numpy() & mask_bits) != 0)
