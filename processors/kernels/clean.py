@@ -188,12 +188,14 @@ def clean_arrays(
         gap = ~first & (expected > 0) & ((ts - np.roll(ts, 1)) > p.gap_factor * expected)
     flags[gap] |= qf.GAP
 
-    # stuck: stuck_run equal values in a row
+    # stuck: stuck_run equal values in a row; a stuck reading is a checked one (gauges by
+    # default) equal to its predecessor, so without one there is nothing to count
     same = ~first & (value == prev)
-    position = np.arange(n)
-    run_start = np.maximum.accumulate(np.where(same, 0, position)) if n else position
-    stuck = ((kinds & STUCK_CHECKED) != 0) & (position - run_start >= p.stuck_run - 1)
-    flags[stuck] |= qf.STUCK
+    checked = (kinds & STUCK_CHECKED) != 0
+    if p.stuck_run <= 1 or (same & checked).any():
+        position = np.arange(n)
+        run_start = np.maximum.accumulate(np.where(same, 0, position)) if n else position
+        flags[checked & (position - run_start >= p.stuck_run - 1)] |= qf.STUCK
     return amount, flags
 
 

@@ -108,10 +108,15 @@ def kept_rows(rows: SortedRows, final: np.ndarray, rules: EventTimeParams) -> np
     start, key = run_ids(rows.code)
     n_final = np.bincount(key, final, len(start)).astype(np.int64)
     position = np.arange(len(rows.code)) - start[key]
-    stuck = (rows.kinds & STUCK_CHECKED) != 0
-    # counters keep three: a glitch or reset is judged on the two readings before it
-    counter = (rows.kinds & COUNTER) != 0
-    keep_n = np.where(stuck, rules.clean.stuck_run - 1, np.where(counter, 3, 1))
+    # per kind bits (a table of 8: one gather): stuck-checked kinds keep stuck_run - 1,
+    # counters three (a glitch or reset is judged on the two readings before it), others one
+    keep_n = np.array(
+        [
+            rules.clean.stuck_run - 1 if b & STUCK_CHECKED else 3 if b & COUNTER else 1
+            for b in range(8)
+        ],
+        dtype=np.int64,
+    )[rows.kinds & (COUNTER | GAUGE | STUCK_CHECKED)]
     keep: np.ndarray = ~final | (position >= n_final[key] - keep_n)
     return keep
 
