@@ -50,9 +50,17 @@ def predict_windows(
     n = windows.height
     table = _table(models)
     which = _model_of(table, windows)  # position in ``models`` per window, -1: none
+    tow_at = table.tow_at[which]  # row of the window's model in ``table.means``, -1: not tow
+    if n and tow_at.min() >= 0:  # time-of-week models only (the stream's case): no scatters
+        value = _predict_tow(table.means, tow_at, windows, tz)
+        return windows.with_columns(
+            baseline=pl.Series(value, dtype=pl.Float64).scatter(
+                np.flatnonzero(np.isnan(value)), None
+            ),
+            baseline_model_id=table.ids.gather(which),
+        )
     baseline = np.full(n, np.nan)
     missing = np.ones(n, dtype=bool)  # null baseline
-    tow_at = table.tow_at[which]  # row of the window's model in ``table.means``, -1: not tow
     tow = np.flatnonzero(tow_at >= 0)
     if len(tow):
         value = _predict_tow(

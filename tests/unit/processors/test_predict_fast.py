@@ -133,6 +133,27 @@ def test_predict_windows_matches_row_by_row_reference(
         assert_frame_equal(result, _reference_predict(models, windows, tz), check_exact=True)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_windows_that_all_have_time_of_week_models(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    models = [_model("tow", d, "m1", rng) for d in DEVICES]
+    models[3].params["means"][::5] = [float("nan")] * 34  # no prediction: a null baseline
+    for kind in ("quarters", "milliseconds"):
+        windows = _windows(rng, 300, AUTUMN_PARIS, kind).with_columns(
+            device_id=pl.lit("d3") if seed == 0 else pl.col("device_id").fill_null("d1"),
+            metric=pl.lit("m1"),
+        )
+        windows = windows.with_columns(
+            device_id=pl.when(pl.col("device_id") == "other")
+            .then(pl.lit("d2"))
+            .otherwise("device_id")
+        )
+        result = predict_windows(models, windows, tz="Europe/Helsinki")
+        expected = _reference_predict(models, windows, "Europe/Helsinki")
+        expected = expected.with_columns(baseline=pl.col("baseline").fill_nan(None))
+        assert_frame_equal(result, expected, check_exact=True)
+
+
 def test_predict_windows_reuses_tables_without_mixing_model_lists() -> None:
     rng = np.random.default_rng(1)
     windows = _windows(rng, 200, SPRING_PARIS, "quarters")
