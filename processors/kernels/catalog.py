@@ -118,8 +118,9 @@ class Catalog:
             if None not in got:
                 codes = np.array(got, dtype=np.int64).reshape(-1, 2)
                 return self, np.repeat(codes[:, 0], lengths), np.repeat(codes[:, 1], lengths)
+        nulls = bool(heads.null_count().sum_horizontal().item())  # null-aware joins cost more
         found = heads.join(
-            self.runs, on=columns, how="left", maintain_order="left", nulls_equal=True
+            self.runs, on=columns, how="left", maintain_order="left", nulls_equal=nulls
         )
         unseen = found["_key"].is_null()
         if not unseen.any():  # the usual poll: every run seen before

@@ -50,6 +50,7 @@ def close(
     coded: Coded,
     rules: EventTimeParams,
     hold_counters: bool = True,
+    widest_end: np.ndarray | None = None,
 ) -> Closed:
     """Clean, window, compare with ``emitted`` and evict (``watermark``: per key code, ms).
 
@@ -57,6 +58,7 @@ def close(
     With ``hold_counters`` (every step but the idle timer's), the window of a counter or delta
     key's last reading stays open until the next reading says whether it was a glitch or spike
     (:mod:`processors.kernels.counters`), unless that reading is already final.
+    ``widest_end``: :meth:`SortedRows.final_end` of the rows, when the caller has it.
     """
     catalog, code = coded.catalog, rows.code
     interval, frozen = freeze_intervals(rows, coded.interval)
@@ -80,7 +82,8 @@ def close(
         flags |= spike_flags(amount, coded.median[code], coded.iqr[code], rules.clean.spike_iqr)
 
     closes_before = watermark
-    widest_end = rows.final_end(rules.widest_s)
+    if widest_end is None:
+        widest_end = rows.final_end(rules.widest_s)
     final = widest_end + rules.allowed_lateness_ms < watermark[code]
     if hold_counters:
         delta = (rows.kinds & (COUNTER | GAUGE)) == 0

@@ -79,7 +79,8 @@ def step(
     fresh = new & ~duplicate
     row_device = device_of[rows.code]
     future = fresh & (rows.ts > now_ms + params.max_future_ms)
-    deadline = rows.final_end(params.widest_s) + params.allowed_lateness_ms
+    widest_end = rows.final_end(params.widest_s)
+    deadline = widest_end + params.allowed_lateness_ms
     counted = fresh & ~future
     wm_row = coded.watermark[row_device]
     if _in_time_order(arriving, incoming["ts_ms"].to_numpy()):
@@ -99,11 +100,13 @@ def step(
         watermark=wm_row[refused],
         params=params,
     )
-    rows = rows.take(~duplicate & ~future & ~late)
+    taken = ~duplicate & ~future & ~late
+    if not taken.all():
+        rows = rows.take(taken)
+        row_device, widest_end = row_device[taken], widest_end[taken]
 
     # watermarks: the largest accepted event time per device (rows sorted by device)
     accepted = np.where(rows.order >= buffer.height, rows.ts, NO_WATERMARK)
-    row_device = device_of[rows.code]
     starts = np.flatnonzero(~same_as_previous(row_device))
     watermark = coded.watermark.copy()
     seen = np.zeros(catalog.n_devices, dtype=bool)
@@ -114,7 +117,14 @@ def step(
         watermark[device] = np.maximum(watermark[device], batch_max[hit])
         seen[device] = True
 
-    done = close(rows, watermark=watermark[device_of], emitted=emitted, coded=coded, rules=params)
+    done = close(
+        rows,
+        watermark=watermark[device_of],
+        emitted=emitted,
+        coded=coded,
+        rules=params,
+        widest_end=widest_end,
+    )
     after = replace(
         coded,
         buffer=_concat(buffer_rest, done.buffer),
