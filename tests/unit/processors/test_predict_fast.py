@@ -109,7 +109,7 @@ def _reference_predict(models: list[FittedModel], windows: pl.DataFrame, tz: str
     )
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize(
     ("tz", "around"),
     [
@@ -226,13 +226,14 @@ def _reference_emissions(
     windows: pl.DataFrame, rules: dict[str, MetricRule], factors: FactorTable
 ) -> pl.DataFrame:
     rows = []
+    looked_up: dict[tuple[object, int], tuple[float | None, str]] = {}  # the slow exact lookup
     for metric, start, actual, baseline, flags in windows.select(
         "metric", "bucket_start_ms", "actual", "baseline", "flags"
     ).iter_rows():
         rule = rules.get(metric) if metric is not None else None
-        factor, factor_id = (
-            (None, "") if rule is None else _look_up([(rule.terms, start)], factors)[0]
-        )
+        if rule is not None and (rule.terms, start) not in looked_up:
+            looked_up[rule.terms, start] = _look_up([(rule.terms, start)], factors)[0]
+        factor, factor_id = (None, "") if rule is None else looked_up[rule.terms, start]
         if rule is None:
             raw, known = None, False
         elif rule.saving == "actual":
@@ -286,7 +287,7 @@ def _emission_windows(rng: np.random.Generator, n: int, metrics: list[str]) -> p
     )
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("tenant", ["paris-energy-1", "paris-mobility-1", "stavanger-mobility-1"])
 def test_emission_deltas_match_row_by_row_reference(seed: int, tenant: str) -> None:
     registry = load_registry()
@@ -294,7 +295,7 @@ def test_emission_deltas_match_row_by_row_reference(seed: int, tenant: str) -> N
     rules = pilot_rules(pilot, registry.cities[pilot.city])
     factors = _factors()
     rng = np.random.default_rng(seed)
-    for n in (0, 1, 400):
+    for n in (0, 1, 200):
         windows = _emission_windows(rng, n, list(rules))
         if rng.random() < 0.5:
             windows = windows.sort("metric", "bucket_start_ms")
