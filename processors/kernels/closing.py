@@ -122,13 +122,14 @@ def close(
     numbers = _window_numbers(rows, parts, catalog.rank)
     keep = kept_rows(rows, final, rules)
     cleaned = np.bincount(code, minlength=catalog.n_keys) > 0
-    cleaned_now = {
-        "amount": pl.Series(amount[keep], dtype=pl.Float64),
-        "flags": pl.Series(flags[keep], dtype=pl.Int64),
-        "since": pl.Series(since[keep], dtype=pl.Int64),
-    }
-    kept = rows.frame.drop(list(cleaned_now))  # not gathered: replaced below
-    buffer = buffer_frame(kept, rows.order[keep], final[keep]).with_columns(**cleaned_now)
+    buffer = buffer_frame(
+        rows.frame,
+        rows.order[keep],
+        final[keep],
+        amount=amount[keep],
+        flags=flags[keep],
+        since=since[keep],
+    )
     still = emitted.filter(pl.Series(~before.replaced)) if before.replaced.any() else emitted
     kept_emitted = _next_emitted(still, numbers, watermark, rules, catalog.rank)
     windows = _window_frame(numbers, catalog)

@@ -121,6 +121,16 @@ def kept_rows(rows: SortedRows, final: np.ndarray, rules: EventTimeParams) -> np
     return keep
 
 
-def buffer_frame(frame: pl.DataFrame, order: np.ndarray, anchor: np.ndarray) -> pl.DataFrame:
-    """Rows ``order`` of a coded ``frame`` with their new ``anchor`` flags."""
-    return frame[order].with_columns(anchor=pl.Series(anchor, dtype=pl.Boolean))
+def buffer_frame(
+    frame: pl.DataFrame, order: np.ndarray, anchor: np.ndarray, **cleaned: np.ndarray
+) -> pl.DataFrame:
+    """Rows ``order`` of a coded ``frame`` with their new ``anchor`` flags and, if given, their
+    new ``amount``, ``flags`` and ``since`` (those columns are then not gathered).
+
+    Built column by column: a query's planning costs more than the gathers themselves.
+    """
+    replaced = {"anchor": anchor, **cleaned}
+    rest = pl.DataFrame([frame.get_column(c) for c in frame.columns if c not in replaced])
+    gathered = rest[order]
+    columns = {c: replaced[c] if c in replaced else gathered.get_column(c) for c in frame.columns}
+    return pl.DataFrame(columns, schema=frame.schema)
