@@ -108,7 +108,7 @@ class Catalog:
         """
         columns = [*KEY, *LABEL] if labels else KEY
         starts = run_starts(frame, columns)
-        heads = frame.select(columns)[starts]
+        heads = pl.DataFrame([frame.get_column(c) for c in columns])[starts]
         lengths = np.diff(np.append(starts, frame.height))
         if not labels:
             out, key = self.with_keys(heads)

@@ -130,7 +130,7 @@ def close(
         flags=flags[keep],
         since=since[keep],
     )
-    still = emitted.filter(pl.Series(~before.replaced)) if before.replaced.any() else emitted
+    still = emitted[np.flatnonzero(~before.replaced)] if before.replaced.any() else emitted
     kept_emitted = _next_emitted(still, numbers, watermark, rules, catalog.rank)
     windows = _window_frame(numbers, catalog)
     return Closed(
@@ -305,9 +305,8 @@ def _window_frame(numbers: pl.DataFrame, catalog: Catalog) -> pl.DataFrame:
     """The windows with their strings (``WINDOW_SCHEMA`` and ``revision``)."""
     keys = catalog.keys[numbers["code"].to_numpy()]
     labels = catalog.labels[numbers["label"].to_numpy()]
-    return pl.concat([keys, labels, numbers.drop("code", "label")], how="horizontal").select(
-        [*WINDOW_SCHEMA, "revision"]
-    )
+    columns = {s.name: s for f in (keys, labels, numbers) for s in f.get_columns()}
+    return pl.DataFrame([columns[c] for c in [*WINDOW_SCHEMA, "revision"]])  # no query to plan
 
 
 def _next_emitted(
@@ -337,7 +336,8 @@ def _next_emitted(
         widths = np.sort(pl.Series(width).unique().to_numpy())
         slot = np.searchsorted(widths, width)
     major = slot * len(rank) + rank[code[at]]
-    return both.gather(at[sort_order(major, bucket[at])])
+    kept: pl.DataFrame = both[at[sort_order(major, bucket[at])]]
+    return kept
 
 
 def freeze_intervals(rows: SortedRows, frozen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

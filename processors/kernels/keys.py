@@ -38,8 +38,12 @@ def run_starts(frame: pl.DataFrame, columns: list[str] = KEY) -> np.ndarray:
     """Row positions where ``columns`` differ from the previous row (0 included when not empty)."""
     if frame.is_empty():
         return np.zeros(0, dtype=np.int64)
-    changed = pl.any_horizontal(pl.col(c) != pl.col(c).shift() for c in columns).fill_null(True)
-    return np.flatnonzero(frame.select(changed).to_series().to_numpy())
+    changed = np.zeros(frame.height, dtype=bool)
+    changed[0] = True
+    for c in columns:  # Series operations, not a query: nothing to plan
+        s = frame.get_column(c)
+        changed[1:] |= s.slice(1).ne_missing(s.slice(0, frame.height - 1)).to_numpy()
+    return np.flatnonzero(changed)
 
 
 def index_keys(*frames: pl.DataFrame) -> KeyIndex:
