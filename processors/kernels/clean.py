@@ -183,7 +183,7 @@ def clean_arrays(
     flags[out_of_range] |= qf.OUT_OF_RANGE
 
     # gaps: a step longer than gap_factor expected intervals
-    expected = interval[code]
+    expected = interval.take(code)
     with np.errstate(invalid="ignore"):
         gap = ~first & (expected > 0) & ((ts - np.roll(ts, 1)) > p.gap_factor * expected)
     flags[gap] |= qf.GAP

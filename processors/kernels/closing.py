@@ -84,7 +84,7 @@ def close(
     closes_before = watermark
     if widest_end is None:
         widest_end = rows.final_end(rules.widest_s)
-    final = widest_end + rules.allowed_lateness_ms < watermark[code]
+    final = widest_end + rules.allowed_lateness_ms < watermark.take(code)
     if hold_counters:
         delta = (rows.kinds & (COUNTER | GAUGE)) == 0
         waiting = (((rows.kinds & COUNTER) != 0) | delta) & ~rows.anchor & ~final
@@ -97,38 +97,39 @@ def close(
             rows, ~rows.anchor & ~np.isnan(amount), (amount, flags, since), widest_end, coded, rules
         )
     )
-    live_code = code[live]
-    since_live = since[live]
+    live_code = code.take(live)
+    since_live = since.take(live)
     before = _Emitted(emitted, catalog.rank)
     parts = []
     widths = tuple(sorted(rules.widths_s))
     by_width = windows_by_width(
         code=live_code,
-        ts=rows.ts[live],
-        gauge=gauges[live],
-        amount=amount[live],
-        flags=flags[live],
+        ts=rows.ts.take(live),
+        gauge=gauges.take(live),
+        amount=amount.take(live),
+        flags=flags.take(live),
         interval=interval,
         widths_s=widths,
         min_coverage=rules.min_coverage,
         since=since_live,
     )
     for width_s, w in zip(widths, by_width, strict=True):
-        head_code = live_code[w.head]
-        closed = np.flatnonzero(w.bucket_start_ms + width_s * 1000 < closes_before[head_code])
-        part = before.restate(w, closed, head_code[closed], width_s)
-        part["head"] = live[part["head"]]
+        head_code = live_code.take(w.head)
+        closed = np.flatnonzero(w.bucket_start_ms + width_s * 1000 < closes_before.take(head_code))
+        part = before.restate(w, closed, head_code.take(closed), width_s)
+        part["head"] = live.take(part["head"])
         parts.append(part)
     numbers = _window_numbers(rows, parts, catalog.rank)
     keep = kept_rows(rows, final, rules)
     cleaned = np.bincount(code, minlength=catalog.n_keys) > 0
+    at = np.flatnonzero(keep)  # one scan of the mask, then gathers
     buffer = buffer_frame(
         rows.frame,
-        rows.order[keep],
-        final[keep],
-        amount=amount[keep],
-        flags=flags[keep],
-        since=since[keep],
+        rows.order.take(at),
+        final.take(at),
+        amount=amount.take(at),
+        flags=flags.take(at),
+        since=since.take(at),
     )
     still = emitted[np.flatnonzero(~before.replaced)] if before.replaced.any() else emitted
     kept_emitted = _next_emitted(still, numbers, watermark, rules, catalog.rank)
@@ -165,9 +166,9 @@ def _may_change(
         return live
     amount, flags, since = cleaned
     order = rows.order
-    was_flags = rows.frame["flags"].to_numpy()[order]  # UNCLEANED: -1, never equal
-    was_amount = rows.frame["amount"].to_numpy()[order]
-    was_since = rows.frame["since"].to_numpy()[order]
+    was_flags = rows.frame["flags"].to_numpy().take(order)  # UNCLEANED: -1, never equal
+    was_amount = rows.frame["amount"].to_numpy().take(order)
+    was_since = rows.frame["since"].to_numpy().take(order)
     changed = (was_flags != flags) | (was_since != since)
     with np.errstate(invalid="ignore"):
         changed |= (was_amount != amount) & ~(np.isnan(was_amount) & np.isnan(amount))
@@ -224,7 +225,7 @@ class _Emitted:
         else:
             lo, at = 0, np.flatnonzero(self.width == width_s)
             key, start = self.key[at], self.bucket[at]
-        rank = self.rank[code]
+        rank = self.rank.take(code)
         latest = np.full(len(self.rank), np.iinfo(np.int64).min, dtype=np.int64)
         np.maximum.at(latest, key, start)
         maybe = np.flatnonzero(bucket <= latest[rank])
@@ -244,7 +245,7 @@ class _Emitted:
         A window changed when it was not emitted, or its reading count, flags or actual differ
         (nulls in the emitted row compare equal).
         """
-        bucket = w.bucket_start_ms[closed]
+        bucket = w.bucket_start_ms.take(closed)
         found = self._find(width_s, code, bucket)  # emitted position per closed window
         changed = np.ones(len(found), dtype=bool)
         was = np.flatnonzero(found >= 0)
@@ -270,14 +271,14 @@ class _Emitted:
             keep = np.flatnonzero(changed)
             closed, code, bucket, revision = closed[keep], code[keep], bucket[keep], revision[keep]
         return {
-            "head": w.head[closed],
+            "head": w.head.take(closed),
             "_code": code,
             "width_s": np.full(len(closed), width_s, dtype=np.int64),
             "bucket_start_ms": bucket,
-            "actual": w.actual[closed],
-            "n_readings": w.n_readings[closed].astype(np.int64),
-            "coverage": w.coverage[closed],
-            "flags": w.flags[closed],
+            "actual": w.actual.take(closed),
+            "n_readings": w.n_readings.take(closed).astype(np.int64),
+            "coverage": w.coverage.take(closed),
+            "flags": w.flags.take(closed),
             "revision": revision,
         }
 
@@ -361,7 +362,7 @@ def _retained(
 ) -> np.ndarray:
     """Windows whose widest window still takes late data (a device without watermark: none)."""
     widest_ms = rules.widest_s * 1000
-    wm = watermark[code]
+    wm = watermark.take(code)
     keep: np.ndarray = (wm != NO_WATERMARK) & (
         (bucket // widest_ms) * widest_ms + (widest_ms + rules.allowed_lateness_ms) >= wm
     )

@@ -67,7 +67,7 @@ def step(
     catalog, key, label = state.coded.catalog.code_rows(incoming)  # one lookup per run
     coded = state.coded.grown(catalog)
     device_of = catalog.key_device
-    arriving = device_of[key]
+    arriving = device_of.take(key)
     touched = np.zeros(catalog.n_devices, dtype=bool)
     touched[arriving] = True
     buffer, buffer_rest = _split(coded.buffer, touched, device_of)
@@ -79,12 +79,12 @@ def step(
     new = rows.order >= buffer.height
     duplicate = new & same_as_previous(rows.code, rows.ts)
     fresh = new & ~duplicate
-    row_device = device_of[rows.code]
+    row_device = device_of.take(rows.code)
     future = fresh & (rows.ts > now_ms + params.max_future_ms)
     widest_end = rows.final_end(params.widest_s)
     deadline = widest_end + params.allowed_lateness_ms
     counted = fresh & ~future
-    wm_row = coded.watermark[row_device]
+    wm_row = coded.watermark.take(row_device)
     if _in_time_order(arriving, incoming["ts_ms"].to_numpy()):
         # no reading of this batch follows a later one of its device: only earlier batches count
         late = counted & (deadline < wm_row)

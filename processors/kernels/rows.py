@@ -56,16 +56,17 @@ def sort_rows(frame: pl.DataFrame, catalog: Catalog, stuck_kinds: tuple[str, ...
     frame = frame.rechunk()  # gathers from one chunk are several times faster
     code = frame["code"].to_numpy()
     ts = frame["ts_ms"].to_numpy()
-    order = sort_order(catalog.rank[code], ts)
+    # ``take`` rather than ``[...]``: numpy's take is a third faster for index arrays
+    order = sort_order(catalog.rank.take(code), ts)
     label_bits = _label_bits(catalog.labels["kind"].to_list(), stuck_kinds)
     return SortedRows(
         frame=frame,
         order=order,
-        code=code[order],
-        ts=ts[order],
-        value=frame["value"].to_numpy()[order],
-        kinds=label_bits[frame["label"].to_numpy()[order]],
-        anchor=frame["anchor"].to_numpy()[order],
+        code=code.take(order),
+        ts=ts.take(order),
+        value=frame["value"].to_numpy().take(order),
+        kinds=label_bits.take(frame["label"].to_numpy().take(order)),
+        anchor=frame["anchor"].to_numpy().take(order),
     )
 
 
@@ -107,7 +108,7 @@ def kept_rows(rows: SortedRows, final: np.ndarray, rules: EventTimeParams) -> np
     """
     start, key = run_ids(rows.code)
     n_final = np.bincount(key, final, len(start)).astype(np.int64)
-    position = np.arange(len(rows.code)) - start[key]
+    position = np.arange(len(rows.code)) - start.take(key)
     # per kind bits (a table of 8: one gather): stuck-checked kinds keep stuck_run - 1,
     # counters three (a glitch or reset is judged on the two readings before it), others one
     keep_n = np.array(
@@ -117,7 +118,7 @@ def kept_rows(rows: SortedRows, final: np.ndarray, rules: EventTimeParams) -> np
         ],
         dtype=np.int64,
     )[rows.kinds & (COUNTER | GAUGE | STUCK_CHECKED)]
-    keep: np.ndarray = ~final | (position >= n_final[key] - keep_n)
+    keep: np.ndarray = ~final | (position >= n_final.take(key) - keep_n)
     return keep
 
 

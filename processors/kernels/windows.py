@@ -128,10 +128,10 @@ def windows_by_width(
         total = _reduce_runs(np.add, amount, begin, n)
         summed = cleared if spans and cleared is not None else flags
         ored = _reduce_runs(np.bitwise_or, summed, begin, n).astype(np.int64, copy=True)
-        bucket = starts[begin]
+        bucket = starts.take(begin)
         coverage = None
         if not (spans and spanned.all()):  # counters' coverage is their span instead
-            expected = interval[code[begin]]
+            expected = interval.take(code.take(begin))
             with np.errstate(invalid="ignore"):
                 coverage = np.where(
                     np.isnan(expected), 1.0, np.minimum(n * expected / width_ms, 1.0)
@@ -169,7 +169,7 @@ def _reduce_runs(
     """
     if len(values) == 0:
         return np.zeros(0, dtype=values.dtype)
-    out: np.ndarray = values[begin]
+    out: np.ndarray = values.take(begin)
     longer = np.flatnonzero(n > 1)
     if len(longer) == 0:
         return out
