@@ -121,7 +121,8 @@ def close(
         parts.append(part)
     numbers = _window_numbers(rows, parts, catalog.rank)
     keep = kept_rows(rows, final, rules)
-    cleaned = np.bincount(code, minlength=catalog.n_keys) > 0
+    cleaned = np.zeros(catalog.n_keys, dtype=bool)
+    cleaned[code] = True
     at = np.flatnonzero(keep)  # one scan of the mask, then gathers
     buffer = buffer_frame(
         rows.frame,
@@ -348,7 +349,7 @@ def freeze_intervals(rows: SortedRows, frozen: np.ndarray) -> tuple[np.ndarray, 
     A key is frozen the first time it has at least 3 readings, one of them not final.
     """
     unknown = np.isnan(frozen)
-    if not unknown[rows.code].any():
+    if not unknown.any() or not unknown.take(rows.code).any():
         return frozen, frozen
     inferred = median_steps(rows.code, rows.ts, unknown)
     counts = np.bincount(rows.code, minlength=len(frozen))

@@ -265,7 +265,7 @@ def _split(
     """Rows of ``frame`` (with key codes) of the ``devices`` (mask per device code), and the rest."""
     if frame.is_empty():
         return frame, frame
-    hit = devices[device_of[frame["code"].to_numpy()]]
+    hit = devices.take(device_of.take(frame["code"].to_numpy()))
     if hit.all():
         return frame, frame.clear()
     if not hit.any():

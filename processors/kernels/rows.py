@@ -107,7 +107,9 @@ def kept_rows(rows: SortedRows, final: np.ndarray, rules: EventTimeParams) -> np
     rows are a prefix of its rows: positions come from array arithmetic.
     """
     start, key = run_ids(rows.code)
-    n_final = np.bincount(key, final, len(start)).astype(np.int64)
+    n_final = (  # per key run (reduceat: a third of a weighted bincount's time)
+        np.add.reduceat(final.astype(np.int64), start) if len(start) else np.zeros(0, np.int64)
+    )
     position = np.arange(len(rows.code)) - start.take(key)
     # per kind bits (a table of 8: one gather): stuck-checked kinds keep stuck_run - 1,
     # counters three (a glitch or reset is judged on the two readings before it), others one
