@@ -54,10 +54,14 @@ async def test_kill_9_at_random_points_then_restart(lane: Lane) -> None:
     rng = random.Random(5)
     small = ("--poll-max-records", "40")  # many commits, so kills land between and inside them
     killed, seen = 0, 0
-    for _ in range(3):
+    for i in range(3):
         proc = spawn(process_cmd(lane, 30.0, *small))
-        seen = _wait_for_progress(lane, seen)  # the member is past start-up and committing
-        time.sleep(rng.uniform(0.0, 1.0))  # noqa: ASYNC251 - the test itself waits
+        # kill at a random point of the i-th quarter of the stream, however fast the member is:
+        # wait for its committed offsets to pass a random target, then a random few ms more
+        quarter = len(pieces) // 4
+        target = max(seen + 1, rng.randint(i * quarter + 1, (i + 1) * quarter))
+        seen = _wait_for_progress(lane, target - 1)
+        time.sleep(rng.uniform(0.0, 0.05))  # noqa: ASYNC251 - the test itself waits
         if proc.poll() is None:
             proc.kill()  # SIGKILL: no drain, no flush
             killed += 1
@@ -79,7 +83,7 @@ def _wait_for_progress(lane: Lane, seen: int, timeout_s: float = 60.0) -> int:
         now = scalar(lane.dsn, sql)
         if now > seen:
             return now
-        time.sleep(0.1)
+        time.sleep(0.01)
     msg = f"no progress past offset sum {seen} in {timeout_s} s"
     raise AssertionError(msg)
 
