@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from pilotstream.contracts import SCHEMA_VERSION
-from processors.kernels.decode import READING_SCHEMA, empty_readings
+from processors.kernels.decode import READING_SCHEMA, empty_readings, per_batch_text
 
 _NUL = b"\\u0000"  # JSON escapes a NUL in a string this way (a raw one is invalid JSON)
 _TEXT_CACHE_MAX = 4096  # distinct text columns remembered (cleared when full)
@@ -99,7 +99,7 @@ class Decoded:
         def text(columns: list[tuple[list[str], str | None]]) -> pl.Series:
             heads = [head for _, head in columns]
             if None not in heads:  # one name per record, the usual case
-                return per_batch(heads, pl.String())  # type: ignore[arg-type]
+                return per_batch_text(heads, batch_of)  # type: ignore[arg-type]
             return pl.Series(list(chain.from_iterable(c for c, _ in columns)), dtype=pl.String())
 
         def numbers(
@@ -109,7 +109,7 @@ class Decoded:
 
         return pl.DataFrame(
             {
-                "tenant": per_batch([b.tenant for b in batches], pl.String()),
+                "tenant": per_batch_text([b.tenant for b in batches], batch_of),
                 "device_id": per_batch([b.device_id for b in batches], pl.String()),
                 "metric": text(self.metrics),
                 "kind": text(self.kinds),

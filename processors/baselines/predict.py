@@ -23,6 +23,7 @@ from processors.baselines.daylight import METHOD as METHOD_DAYLIGHT
 from processors.baselines.daylight import predict_daylight
 from processors.baselines.hourly import N_TOW, calendar_of, local_calendar, predict_hourly
 from processors.baselines.model import FittedModel, RecentBuilds, stacked
+from processors.kernels.keys import changes
 
 HOUR_MS = 3_600_000
 QUARTER_MS = 900_000
@@ -145,7 +146,7 @@ def _model_of(table: _Table, windows: pl.DataFrame) -> np.ndarray:
         return np.full(n, -1, dtype=np.int64)
     device = windows["device_id"]
     if table.metric is None:
-        starts = np.flatnonzero(_run_starts(device) | _run_starts(windows["metric"]))
+        starts = np.flatnonzero(changes(device) | changes(windows["metric"]))
         found = windows.select(_KEY)[starts].join(
             table.index, on=_KEY, how="left", maintain_order="left"
         )
@@ -154,7 +155,7 @@ def _model_of(table: _Table, windows: pl.DataFrame) -> np.ndarray:
         same = (windows["metric"] == table.metric).fill_null(False).to_numpy()
         flips = np.ones(n, dtype=bool)
         flips[1:] = same[1:] != same[:-1]
-        starts = np.flatnonzero(_run_starts(device) | flips)
+        starts = np.flatnonzero(changes(device) | flips)
         found = (
             device.gather(starts)
             .to_frame("device_id")
@@ -162,18 +163,6 @@ def _model_of(table: _Table, windows: pl.DataFrame) -> np.ndarray:
         )
         at = np.where(same[starts], found["_model"].fill_null(-1).to_numpy(), -1)
     return np.repeat(at, np.diff(np.append(starts, n)))
-
-
-def _run_starts(column: pl.Series) -> np.ndarray:
-    """Where a value differs from the one before (the first row and nulls count as different).
-
-    Compares two zero-copy slices: cheaper than against a shifted copy of the column.
-    """
-    n = len(column)
-    out = np.ones(n, dtype=bool)
-    if n > 1:
-        out[1:] = (column.slice(1) != column.slice(0, n - 1)).fill_null(True).to_numpy()
-    return out
 
 
 def _predict_tow(means: np.ndarray, row: np.ndarray, windows: pl.DataFrame, tz: str) -> np.ndarray:

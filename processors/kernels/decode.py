@@ -51,7 +51,7 @@ def decode_batches(batches: Sequence[ReadingBatch]) -> pl.DataFrame:
     device_ids = pl.Series(list(map(attrgetter("device_id"), batches)), dtype=pl.String())
     return pl.DataFrame(
         {
-            "tenant": _per_batch_text(list(map(attrgetter("tenant"), batches)), batch_of),
+            "tenant": per_batch_text(list(map(attrgetter("tenant"), batches)), batch_of),
             "device_id": device_ids.gather(batch_of),
             "metric": _text(metric, batches, "metric", lengths, batch_of),
             "kind": _text(kind, batches, "kind", lengths, batch_of),
@@ -108,7 +108,7 @@ def _text(
     return pl.Series(flat, dtype=pl.String())
 
 
-def _per_batch_text(values: list[str], batch_of: np.ndarray) -> pl.Series:
+def per_batch_text(values: list[str], batch_of: np.ndarray) -> pl.Series:
     """One string per batch, repeated for each of the batch's readings."""
     if _one_value(values):
         return _constant(values[0], len(batch_of))

@@ -38,12 +38,22 @@ def run_starts(frame: pl.DataFrame, columns: list[str] = KEY) -> np.ndarray:
     """Row positions where ``columns`` differ from the previous row (0 included when not empty)."""
     if frame.is_empty():
         return np.zeros(0, dtype=np.int64)
-    changed = np.zeros(frame.height, dtype=bool)
-    changed[0] = True
-    for c in columns:  # Series operations, not a query: nothing to plan
-        s = frame.get_column(c)
-        changed[1:] |= s.slice(1).ne_missing(s.slice(0, frame.height - 1)).to_numpy()
+    changed = changes(frame.get_column(columns[0]))
+    for c in columns[1:]:
+        changed |= changes(frame.get_column(c))
     return np.flatnonzero(changed)
+
+
+def changes(column: pl.Series) -> np.ndarray:
+    """Per row, whether it differs from the previous one (row 0: True; two nulls are equal).
+
+    Compares two zero-copy slices, a Series operation rather than a query: nothing to plan.
+    """
+    n = len(column)
+    out = np.ones(n, dtype=bool)
+    if n > 1:
+        out[1:] = column.slice(1).ne_missing(column.slice(0, n - 1)).to_numpy()
+    return out
 
 
 def index_keys(*frames: pl.DataFrame) -> KeyIndex:
