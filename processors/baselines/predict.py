@@ -52,14 +52,28 @@ def predict_windows(
     table = _table(models)
     which = _model_of(table, windows)  # position in ``models`` per window, -1: none
     tow_at = table.tow_at[which]  # row of the window's model in ``table.means``, -1: not tow
-    if n and tow_at.min() >= 0:  # time-of-week models only (the stream's case): no scatters
-        value = _predict_tow(table.means, tow_at, windows, tz)
-        return windows.with_columns(
-            baseline=pl.Series(value, dtype=pl.Float64).scatter(
-                np.flatnonzero(np.isnan(value)), None
-            ),
-            baseline_model_id=table.ids.gather(which),
-        )
+    if n and tow_at.min() >= 0:  # time-of-week models only (the stream's case): one pass
+        baseline = _predict_tow(table.means, tow_at, windows, tz)
+        missing = np.isnan(baseline)
+    else:
+        baseline, missing = _predict_mixed(models, windows, which, tow_at, table, tz, temperature)
+    return windows.with_columns(
+        baseline=pl.Series(baseline, dtype=pl.Float64).scatter(np.flatnonzero(missing), None),
+        baseline_model_id=table.ids.gather(np.where(which >= 0, which, len(models))),
+    )
+
+
+def _predict_mixed(
+    models: list[FittedModel],
+    windows: pl.DataFrame,
+    which: np.ndarray,
+    tow_at: np.ndarray,
+    table: _Table,
+    tz: str,
+    temperature: pl.DataFrame | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Baseline (NaN where none) and null mask of windows with any mix of models or none."""
+    n = windows.height
     baseline = np.full(n, np.nan)
     missing = np.ones(n, dtype=bool)  # null baseline
     tow = np.flatnonzero(tow_at >= 0)
@@ -79,10 +93,7 @@ def predict_windows(
             at = part["_pred_row"].to_numpy()
             baseline[at] = part["baseline"].fill_null(np.nan).to_numpy()
             missing[at] = part["baseline"].is_null().to_numpy()
-    return windows.with_columns(
-        baseline=pl.Series(baseline, dtype=pl.Float64).scatter(np.flatnonzero(missing), None),
-        baseline_model_id=table.ids.gather(np.where(which >= 0, which, len(models))),
-    )
+    return baseline, missing
 
 
 @dataclass(frozen=True, slots=True)
