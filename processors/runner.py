@@ -11,7 +11,10 @@
   has at most one commit in flight, so each partition's commits stay in order, and lanes share
   no partition, device or window, so their transactions never touch the same rows. Why lanes:
   one backend running COPY and upserts is the bottleneck (the kernels wait for it most of the
-  time); a second one uses the CPU the first leaves idle. The changed windows then go to the
+  time); a second one uses the CPU the first leaves idle. So that it does, a poll asks first
+  for the records of the lanes with no commit in flight (a fetch holds one partition's records:
+  an unrestricted poll mostly returns the lane that is busy), and with every lane busy the
+  next poll waits for the first one to finish. The changed windows then go to the
   deltas topic (at least once). A lock keeps a rebalance from interleaving with a batch:
   revocation and assignment wait for every commit in flight. A fenced member
   (StaleGeneration) exits 1.
@@ -228,10 +231,9 @@ class ProcessorService:
         self._publisher = publisher
         last_record = last_idle = time.monotonic()
         while not self._stop.is_set():
+            free = await self._free_lanes()
             epoch = self._epoch
-            polled = await consumer.getmany(
-                timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records
-            )
+            polled = await self._poll(consumer, free)
             started = time.monotonic()
             self._healthy = True
             async with self._lock:
@@ -287,6 +289,39 @@ class ProcessorService:
         async with self._lock:
             await asyncio.wait_for(self._flush(), s.drain_timeout_s)
         log.info("drained", partitions=self._assigned, readings=self.readings_total)
+
+    async def _free_lanes(self) -> set[int]:
+        """Lanes with no commit in flight; when several lanes are all busy, waits for the first."""
+        lanes = len(self._writers)
+        busy = {n: task for n, (task, _) in self._pending.items() if not task.done()}
+        if lanes > 1 and len(busy) == lanes:
+            await asyncio.wait(busy.values(), return_when=asyncio.FIRST_COMPLETED)
+            busy = {n: task for n, task in busy.items() if not task.done()}
+        return set(range(lanes)) - set(busy)
+
+    async def _poll(
+        self, consumer: AIOKafkaConsumer, free: set[int]
+    ) -> dict[TopicPartition, list[Any]]:
+        """The next records, those already fetched for the free lanes' partitions first.
+
+        A fetch holds many records of one partition, so an unrestricted poll mostly returns one
+        lane's partitions; polled again while that lane commits, it would return the same lane,
+        whose commit the next one must wait for, while the other connection idles. With nothing
+        fetched for a free lane, every partition is polled (a busy lane's records are then
+        prepared while it commits).
+        """
+        s = self.s
+        if free and len(free) < len(self._writers):
+            mine = [
+                TopicPartition(s.readings_topic, p) for p, n in self._lane_of.items() if n in free
+            ]
+            if mine:
+                polled = await consumer.getmany(*mine, timeout_ms=0, max_records=s.poll_max_records)
+                if polled:
+                    return polled  # type: ignore[no-any-return]
+        return await consumer.getmany(  # type: ignore[no-any-return]
+            timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records
+        )
 
     def _refetch(self, consumer: AIOKafkaConsumer, polled: dict[TopicPartition, Any]) -> None:
         """Seek the polled partitions still assigned back to their next offset to process."""
