@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-# Per-connection staging tables: not WAL-logged, emptied at every commit.
+# Per-connection staging tables: not WAL-logged, emptied at every commit. JIT off: the writer's
+# statements run for a fraction of a second, and compiling them cost ~20 ms each.
 STAGE_TABLES = """
+SET jit = off;
 CREATE TEMP TABLE IF NOT EXISTS _stage_readings (
     ts timestamptz, value float8, seq bigint, received_at timestamptz, quality smallint,
     tenant text, device_id text, metric text
@@ -28,55 +30,82 @@ SELECT ts, tenant, device_id, metric, value, seq, received_at, quality FROM _sta
 ON CONFLICT (device_id, metric, ts) DO NOTHING
 """
 
-# Revision and updated_at move only when a value differs; RETURNING lists inserted and revised
-# rows (xmax = 0 marks an insert), unchanged ones are not returned.
+# The window results and their daily rollup, in one statement.
+#
+# up: revision and updated_at move only when a value differs; it returns the inserted and revised
+# windows (xmax = 0 marks an insert), unchanged ones are not returned.
+# was: what the revised windows held before (every part of the statement reads the snapshot
+# taken before up's writes); a per-row probe of the unique key (LIMIT 1 keeps the planner from
+# turning it into a join over the whole table).
+# changes -> roll: each local day (city time zone; UTC for a tenant missing from the registry)
+# moves by what its windows changed: inserted windows add their values and one window, revised
+# ones the difference to what they held. The rollup costs what the poll changed, not what the
+# day holds (recomputing the touched days from the stored windows cost more per poll as the
+# day filled up, 0.08 s to 0.8 s per poll of 10,000 devices in six hours). The sums are the
+# stored windows' sums up to float rounding in the order of addition (tests: rtol 1e-9).
+# A new day's coverage is the mean of its windows; an existing day's mean is re-weighted.
 UPSERT_WINDOWS = """
-INSERT INTO window_results AS w (bucket_start, width_s, tenant, device_id, metric, actual,
-    baseline, delta, factor, avoided_co2e_kg, coverage, baseline_model_id, factor_id)
-SELECT bucket_start, width_s, tenant, device_id, metric, actual, baseline, delta, factor,
-    avoided_co2e_kg, coverage, baseline_model_id, factor_id
-FROM _stage_windows
-ON CONFLICT (device_id, metric, width_s, bucket_start) DO UPDATE SET
-    tenant = EXCLUDED.tenant, actual = EXCLUDED.actual, baseline = EXCLUDED.baseline,
-    delta = EXCLUDED.delta, factor = EXCLUDED.factor, avoided_co2e_kg = EXCLUDED.avoided_co2e_kg,
-    coverage = EXCLUDED.coverage, baseline_model_id = EXCLUDED.baseline_model_id,
-    factor_id = EXCLUDED.factor_id, revision = w.revision + 1, updated_at = now()
-WHERE (w.tenant, w.actual, w.baseline, w.delta, w.factor, w.avoided_co2e_kg, w.coverage,
-       w.baseline_model_id, w.factor_id)
-    IS DISTINCT FROM
-      (EXCLUDED.tenant, EXCLUDED.actual, EXCLUDED.baseline, EXCLUDED.delta, EXCLUDED.factor,
-       EXCLUDED.avoided_co2e_kg, EXCLUDED.coverage, EXCLUDED.baseline_model_id,
-       EXCLUDED.factor_id)
-RETURNING device_id, metric, width_s,
-    (extract(epoch FROM bucket_start) * 1000)::bigint AS bucket_start_ms, revision,
-    (xmax = 0) AS inserted
-"""
-
-# Recompute the local days (city time zone; UTC for a tenant missing from the registry) touched
-# by the staged windows, from the stored window results.
-ROLLUP_DAILY = """
-WITH days AS (
-    SELECT DISTINCT s.device_id, s.metric, s.width_s, z.tz,
-        (s.bucket_start AT TIME ZONE z.tz)::date AS day
-    FROM _stage_windows s
-    LEFT JOIN pilots p ON p.tenant = s.tenant
+WITH up AS (
+    INSERT INTO window_results AS w (bucket_start, width_s, tenant, device_id, metric, actual,
+        baseline, delta, factor, avoided_co2e_kg, coverage, baseline_model_id, factor_id)
+    SELECT bucket_start, width_s, tenant, device_id, metric, actual, baseline, delta, factor,
+        avoided_co2e_kg, coverage, baseline_model_id, factor_id
+    FROM _stage_windows
+    ON CONFLICT (device_id, metric, width_s, bucket_start) DO UPDATE SET
+        tenant = EXCLUDED.tenant, actual = EXCLUDED.actual, baseline = EXCLUDED.baseline,
+        delta = EXCLUDED.delta, factor = EXCLUDED.factor,
+        avoided_co2e_kg = EXCLUDED.avoided_co2e_kg, coverage = EXCLUDED.coverage,
+        baseline_model_id = EXCLUDED.baseline_model_id, factor_id = EXCLUDED.factor_id,
+        revision = w.revision + 1, updated_at = now()
+    WHERE (w.tenant, w.actual, w.baseline, w.delta, w.factor, w.avoided_co2e_kg, w.coverage,
+           w.baseline_model_id, w.factor_id)
+        IS DISTINCT FROM
+          (EXCLUDED.tenant, EXCLUDED.actual, EXCLUDED.baseline, EXCLUDED.delta, EXCLUDED.factor,
+           EXCLUDED.avoided_co2e_kg, EXCLUDED.coverage, EXCLUDED.baseline_model_id,
+           EXCLUDED.factor_id)
+    RETURNING w.device_id, w.metric, w.width_s, w.bucket_start, w.revision,
+        (w.xmax = 0) AS inserted, w.tenant, w.actual, w.baseline, w.delta, w.avoided_co2e_kg,
+        w.coverage
+),
+changes AS (
+    SELECT u.device_id, u.metric, u.width_s, max(u.tenant) AS tenant,
+        (u.bucket_start AT TIME ZONE coalesce(c.tz, 'UTC'))::date AS day,
+        sum(u.actual - coalesce(was.actual, 0)) AS actual,
+        sum(u.baseline - coalesce(was.baseline, 0)) AS baseline,
+        sum(u.delta - coalesce(was.delta, 0)) AS delta,
+        sum(u.avoided_co2e_kg - coalesce(was.avoided_co2e_kg, 0)) AS avoided_co2e_kg,
+        (count(*) FILTER (WHERE u.inserted))::integer AS windows,
+        sum(u.coverage - coalesce(was.coverage, 0)) AS coverage_sum
+    FROM up u
+    LEFT JOIN LATERAL (
+        SELECT o.actual, o.baseline, o.delta, o.avoided_co2e_kg, o.coverage
+        FROM window_results o
+        WHERE NOT u.inserted AND o.device_id = u.device_id AND o.metric = u.metric
+            AND o.width_s = u.width_s AND o.bucket_start = u.bucket_start
+        LIMIT 1
+    ) was ON true
+    LEFT JOIN pilots p ON p.tenant = u.tenant
     LEFT JOIN cities c ON c.id = p.city
-    CROSS JOIN LATERAL (SELECT coalesce(c.tz, 'UTC') AS tz) z
+    GROUP BY u.device_id, u.metric, u.width_s, day
+),
+roll AS (
+    INSERT INTO results_daily AS d (day, width_s, tenant, device_id, metric, actual, baseline,
+        delta, avoided_co2e_kg, windows, coverage, updated_at)
+    SELECT day, width_s, tenant, device_id, metric, actual, baseline, delta, avoided_co2e_kg,
+        windows, coverage_sum / greatest(windows, 1), now()
+    FROM changes
+    ON CONFLICT (device_id, metric, width_s, day) DO UPDATE SET
+        tenant = EXCLUDED.tenant, actual = d.actual + EXCLUDED.actual,
+        baseline = d.baseline + EXCLUDED.baseline, delta = d.delta + EXCLUDED.delta,
+        avoided_co2e_kg = d.avoided_co2e_kg + EXCLUDED.avoided_co2e_kg,
+        windows = d.windows + EXCLUDED.windows,
+        coverage = (d.coverage * d.windows + EXCLUDED.coverage * greatest(EXCLUDED.windows, 1))
+            / greatest(d.windows + EXCLUDED.windows, 1),
+        updated_at = now()
 )
-INSERT INTO results_daily AS d (day, width_s, tenant, device_id, metric, actual, baseline, delta,
-    avoided_co2e_kg, windows, coverage, updated_at)
-SELECT k.day, k.width_s, max(w.tenant), k.device_id, k.metric, sum(w.actual), sum(w.baseline),
-    sum(w.delta), sum(w.avoided_co2e_kg), count(*), avg(w.coverage), now()
-FROM days k
-JOIN window_results w ON w.device_id = k.device_id AND w.metric = k.metric
-    AND w.width_s = k.width_s
-    AND w.bucket_start >= (k.day::timestamp AT TIME ZONE k.tz)
-    AND w.bucket_start < ((k.day + 1)::timestamp AT TIME ZONE k.tz)
-GROUP BY k.day, k.width_s, k.device_id, k.metric
-ON CONFLICT (device_id, metric, width_s, day) DO UPDATE SET
-    tenant = EXCLUDED.tenant, actual = EXCLUDED.actual, baseline = EXCLUDED.baseline,
-    delta = EXCLUDED.delta, avoided_co2e_kg = EXCLUDED.avoided_co2e_kg,
-    windows = EXCLUDED.windows, coverage = EXCLUDED.coverage, updated_at = now()
+SELECT device_id, metric, width_s, (extract(epoch FROM bucket_start) * 1000)::bigint
+    AS bucket_start_ms, revision, inserted
+FROM up
 """
 
 INSERT_REJECTIONS = """

@@ -6,8 +6,8 @@ chunks while the server ingests the previous one. They are copied straight into 
 a savepoint; if any is already stored (a redelivery), the savepoint is rolled back and the same
 bytes go through the temporary stage table and ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``,
 so duplicates are counted, never fatal. Window results are upserted; their revision and
-``updated_at`` move only when a value changed, and the daily rollup of the touched local days is
-recomputed in the same transaction. Offsets are written last, fenced by the owner generation
+``updated_at`` move only when a value changed, and in the same statement each touched local day
+of the daily rollup moves by what its windows changed. Offsets are written last, fenced by the owner generation
 (:mod:`storage.offsets`). Input is checked before anything reaches the database
 (:mod:`storage.frames`); transient failures are retried with capped, jittered backoff.
 """
@@ -276,13 +276,12 @@ async def _write(conn: psycopg.AsyncConnection, batch: _Batch, optimistic: bool)
     if batch.windows is not None:
         async with conn.cursor().copy(q.COPY_WINDOWS) as copy:
             await copy.write(batch.windows)
-        cur = await conn.execute(q.UPSERT_WINDOWS)
+        cur = await conn.execute(q.UPSERT_WINDOWS)  # and the daily rollup
         rows = await cur.fetchall()
         if rows:
             changed = pl.DataFrame(
                 [r[:5] for r in rows], schema=_EMPTY_CHANGED.schema, orient="row"
             )
-            await conn.execute(q.ROLLUP_DAILY)
         inserted = sum(1 for r in rows if r[5])
     if batch.rejections is not None:
         await conn.execute(q.INSERT_REJECTIONS, batch.rejections)
