@@ -3,8 +3,12 @@
 Chain per poll: ``decode_batches`` (ReadingBatch values -> columns) -> ``step`` (dedup, counter
 consumption, quality flags, 15-min and hourly windows, watermarks, restatements) ->
 ``predict_windows`` (time-of-week baselines) -> ``emission_deltas`` (factors, deltas, kgCO2e).
-Each poll carries every device's next readings (15-minute energy registers), as a Kafka poll of
-the readings topic would after decoding. Target: >= 2,000,000 readings/s.
+Records carry 8 readings of one device (two hours of 15-minute energy registers); a poll is
+what the processor takes from Kafka at full throughput, ``poll_max_records`` records (20,000 by
+default: each device's next two records, in time order). Target: >= 2,000,000 readings/s.
+``half_poll`` runs the same chain on polls of 10,000 records (each device's next record): the
+state's buffer (the readings still inside the widest window and the lateness) is re-read at
+every poll, so smaller polls cost more per reading.
 
 Timed, per poll: the four calls above, the state carried from poll to poll as the processor
 carries it. Not timed: building the synthetic polls (the ReadingBatch objects the processor gets
@@ -35,33 +39,40 @@ T0 = 1_704_067_200_000  # 2024-01-01T00:00Z
 METRIC = "energy.active.import"
 
 
-def _polls(devices: int, polls: int, per_poll: int, seed: int = 7) -> list[list[ReadingBatch]]:
+def _polls(
+    devices: int, polls: int, per_record: int, records_per_device: int = 1, seed: int = 7
+) -> list[list[ReadingBatch]]:
+    """``polls`` polls of ``records_per_device`` records per device, ``per_record`` readings each;
+    a poll holds each device's next records, devices interleaved in time order."""
+    per_poll = per_record * records_per_device
     rng = np.random.default_rng(seed)
     steps = rng.uniform(0.0, 2.0, size=(devices, polls * per_poll))
     registers = np.cumsum(steps, axis=1) + rng.uniform(0, 5e4, size=(devices, 1))
     ids = [f"dev-{i:05d}" for i in range(devices)]
     out = []
     for p in range(polls):
-        cols = slice(p * per_poll, (p + 1) * per_poll)
-        ts = [T0 + (p * per_poll + k) * QUARTER_MS for k in range(per_poll)]
-        out.append(
-            [
+        batches: list[ReadingBatch] = []
+        for r in range(records_per_device):
+            first = p * per_poll + r * per_record
+            cols = slice(first, first + per_record)
+            ts = [T0 + (first + k) * QUARTER_MS for k in range(per_record)]
+            batches.extend(
                 ReadingBatch(
                     tenant="paris-energy-1",
                     city="paris",
                     device_id=ids[d],
                     gateway_id="g",
                     received_at_ms=ts[-1],
-                    metric=[METRIC] * per_poll,
+                    metric=[METRIC] * per_record,
                     ts_ms=ts,
                     value=registers[d, cols].tolist(),
-                    unit=["kWh"] * per_poll,
-                    kind=["counter"] * per_poll,
-                    seq=list(range(per_poll)),
+                    unit=["kWh"] * per_record,
+                    kind=["counter"] * per_record,
+                    seq=list(range(first, first + per_record)),
                 )
                 for d in range(devices)
-            ]
-        )
+            )
+        out.append(batches)
     return out
 
 
@@ -78,12 +89,17 @@ def run(quick: bool) -> dict[str, Any]:
         pilot_rules,
         step,
     )
+    from processors.settings import ProcessorSettings
 
-    devices = 10_000
-    polls = 4 if quick else 12
-    per_poll = 8  # readings per device per poll (two hours of 15-minute registers)
-    progress(f"building {polls} polls of {devices} devices x {per_poll} readings")
-    data = _polls(devices, polls + 1, per_poll)
+    devices, per_record = 10_000, 8  # two hours of 15-minute registers per record
+    poll_records = ProcessorSettings.load(env={}).poll_max_records  # the processor's default
+    per_device = max(1, poll_records // devices)  # records per device and poll
+    polls = (
+        2 if quick else 6
+    )  # timed polls of the full size (the same readings as 2x as many halves)
+    progress(f"building {polls} polls of {devices * per_device:,} records x {per_record} readings")
+    full = _polls(devices, polls + 1, per_record, per_device)
+    half = _polls(devices, 2 * polls + 1, per_record) if per_device > 1 else None
     small_devices, small_polls = 2_000, 10 if quick else 30
     small = _polls(small_devices, small_polls + 12, 1)  # 12 warm-up polls fill the buffer
     reg = load_registry()
@@ -91,7 +107,7 @@ def run(quick: bool) -> dict[str, Any]:
     rules = pilot_rules(pilot, reg.cities[pilot.city])
     factors = load_factors()
     params = EventTimeParams()
-    ids = [b.device_id for b in data[0]]  # the small polls' devices are the first 2,000
+    ids = [b.device_id for b in full[0][:devices]]  # the small polls' devices are the first 2,000
     models = [
         FittedModel(
             method="tow",
@@ -108,8 +124,6 @@ def run(quick: bool) -> dict[str, Any]:
     intervals = pl.DataFrame(
         {"device_id": ids, "metric": [METRIC] * devices, "interval_ms": [QUARTER_MS] * devices}
     )
-    state = EventTimeState(intervals=intervals)
-
     stages = dict.fromkeys(("decode", "step", "predict", "emissions"), 0.0)
 
     def chain(batches: list[ReadingBatch], state: EventTimeState) -> tuple[EventTimeState, int]:
@@ -128,21 +142,40 @@ def run(quick: bool) -> dict[str, Any]:
             stages[name] += spent
         return result.state, deltas.height
 
-    state, _ = chain(data[0], state)  # warm-up: first poll has no predecessors yet
-    stages.update(dict.fromkeys(stages, 0.0))
-    readings = windows = 0
-    started = time.perf_counter()
-    cpu_started = time.process_time()
-    for batches in data[1:]:
-        state, n_windows = chain(batches, state)
-        readings += sum(len(b) for b in batches)
-        windows += n_windows
-    seconds = time.perf_counter() - started
-    cpu_seconds = time.process_time() - cpu_started  # all threads of this process
-    stages_timed = dict(stages)
-    rate = readings / seconds
-    progress(f"{readings} readings, {windows} window results in {seconds:.2f} s")
-    progress("per poll: " + ", ".join(f"{k} {v / polls * 1000:.1f} ms" for k, v in stages.items()))
+    def timed(data: list[list[ReadingBatch]]) -> dict[str, Any]:
+        """The chain over ``data`` (a warm-up poll first: it has no predecessors yet)."""
+        state, _ = chain(data[0], EventTimeState(intervals=intervals))
+        stages.update(dict.fromkeys(stages, 0.0))
+        readings = windows = 0
+        started = time.perf_counter()
+        cpu_started = time.process_time()
+        for batches in data[1:]:
+            state, n_windows = chain(batches, state)
+            readings += sum(len(b) for b in batches)
+            windows += n_windows
+        seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started  # all threads of this process
+        n = len(data) - 1
+        progress(
+            f"polls of {len(data[1]):,} records: {readings:,} readings, {windows:,} window "
+            f"results in {seconds:.2f} s ({readings / seconds:,.0f}/s); per poll: "
+            + ", ".join(f"{k} {v / n * 1000:.1f} ms" for k, v in stages.items())
+        )
+        return {
+            "readings_per_s": round(readings / seconds),
+            "readings_per_cpu_s": round(readings / cpu_seconds) if cpu_seconds else None,
+            "readings": readings,
+            "window_results": windows,
+            "seconds": round(seconds, 3),
+            "cpu_seconds": round(cpu_seconds, 3),
+            "stage_ms_per_poll": {k: round(v / n * 1000, 2) for k, v in stages.items()},
+        }
+
+    results = timed(full)
+    half_poll = None
+    if half is not None:
+        half_poll = {"records_per_poll": devices} | timed(half)
+    del full, half
 
     small_state = EventTimeState(intervals=intervals.head(small_devices))
     poll_ms, step_ms = [], []
@@ -162,20 +195,17 @@ def run(quick: bool) -> dict[str, Any]:
         {
             "devices": devices,
             "polls": polls,
-            "readings_per_device_per_poll": per_poll,
+            "records_per_poll": devices * per_device,
+            "readings_per_record": per_record,
+            "readings_per_device_per_poll": per_record * per_device,
             "widths_s": list(params.widths_s),
             "quick": quick,
         },
         {
-            "readings_per_s": round(rate),
-            "readings_per_cpu_s": round(readings / cpu_seconds) if cpu_seconds else None,
-            "readings": readings,
-            "window_results": windows,
-            "seconds": round(seconds, 3),
-            "cpu_seconds": round(cpu_seconds, 3),
+            **results,
             "load_avg_1m": round(os.getloadavg()[0], 2),
             "rss_mb": rss_mb(),
-            "stage_seconds": {k: round(v, 3) for k, v in stages_timed.items()},
+            "half_poll": half_poll,
             "small_poll": {
                 "devices": small_devices,
                 "readings_per_poll": small_devices,
