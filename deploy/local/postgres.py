@@ -88,6 +88,7 @@ class Postgres(Service):
                 "max_wal_size = 4GB",
                 "checkpoint_timeout = 15min",
                 "wal_compression = on",
+                "wal_buffers = 64MB",
                 "max_locks_per_transaction = 256",
                 "timescaledb.max_background_workers = 4",
                 "max_worker_processes = 16",
