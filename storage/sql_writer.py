@@ -34,6 +34,10 @@ ON CONFLICT (device_id, metric, ts) DO NOTHING
 #
 # up: revision and updated_at move only when a value differs; it returns the inserted and revised
 # windows (xmax = 0 marks an insert), unchanged ones are not returned.
+# The statement returns the exceptions only, the revised windows with their revision and the
+# unchanged ones with revision 0; every other staged window was inserted (revision 1). The usual
+# poll's windows are all new: nothing comes back (returning each window cost the processor
+# about a tenth of its time).
 # was: what the revised windows held before (every part of the statement reads the snapshot
 # taken before up's writes); a per-row probe of the unique key (LIMIT 1 keeps the planner from
 # turning it into a join over the whole table).
@@ -104,8 +108,15 @@ roll AS (
         updated_at = now()
 )
 SELECT device_id, metric, width_s, (extract(epoch FROM bucket_start) * 1000)::bigint
-    AS bucket_start_ms, revision, inserted
-FROM up
+    AS bucket_start_ms, revision
+FROM up WHERE NOT inserted
+UNION ALL
+SELECT s.device_id, s.metric, s.width_s, (extract(epoch FROM s.bucket_start) * 1000)::bigint, 0
+FROM _stage_windows s
+WHERE NOT EXISTS (
+    SELECT FROM up u WHERE u.device_id = s.device_id AND u.metric = s.metric
+        AND u.width_s = s.width_s AND u.bucket_start = s.bucket_start
+)
 """
 
 INSERT_REJECTIONS = """

@@ -235,6 +235,7 @@ class _Batch:
     readings_rows: int
     windows: bytes | None  # binary COPY payload, one row per window key
     windows_rows: int
+    window_keys: pl.DataFrame | None  # WINDOW_KEY columns of the staged windows
     rejections: list[list[Any]] | None  # one list per INSERT_REJECTIONS parameter
     rejections_rows: int
 
@@ -261,6 +262,7 @@ def _prepare(
         readings_rows=rd.height if rd is not None else 0,
         windows=windows_payload(wn) if wn is not None and wn.height else None,
         windows_rows=wn.height if wn is not None else 0,
+        window_keys=wn.select(WINDOW_KEY) if wn is not None and wn.height else None,
         rejections=[rj[c].to_list() for c in REJECTIONS] if rj is not None and rj.height else None,
         rejections_rows=rj.height if rj is not None else 0,
     )
@@ -272,25 +274,20 @@ async def _write(conn: psycopg.AsyncConnection, batch: _Batch, optimistic: bool)
     if batch.readings is not None:
         new = await _insert_readings(conn, batch.readings, optimistic)
     changed = _EMPTY_CHANGED
-    inserted = 0
-    if batch.windows is not None:
+    revised = unchanged = 0
+    if batch.windows is not None and batch.window_keys is not None:
         async with conn.cursor().copy(q.COPY_WINDOWS) as copy:
             await copy.write(batch.windows)
         cur = await conn.execute(q.UPSERT_WINDOWS)  # and the daily rollup
-        rows = await cur.fetchall()
-        if rows:
-            changed = pl.DataFrame(
-                [r[:5] for r in rows], schema=_EMPTY_CHANGED.schema, orient="row"
-            )
-        inserted = sum(1 for r in rows if r[5])
+        changed, revised, unchanged = _changed_windows(batch.window_keys, await cur.fetchall())
     if batch.rejections is not None:
         await conn.execute(q.INSERT_REJECTIONS, batch.rejections)
     return {
         "readings_new": new,
         "readings_duplicate": batch.readings_rows - new,
-        "windows_new": inserted,
-        "windows_revised": changed.height - inserted,
-        "windows_unchanged": batch.windows_rows - changed.height,
+        "windows_new": batch.windows_rows - revised - unchanged,
+        "windows_revised": revised,
+        "windows_unchanged": unchanged,
         "rejections": batch.rejections_rows,
         "windows_changed": changed,
     }
@@ -305,6 +302,27 @@ _EMPTY_CHANGED = pl.DataFrame(
         "revision": pl.Int32,
     }
 )
+
+
+def _changed_windows(
+    staged: pl.DataFrame, exceptions: list[tuple[Any, ...]]
+) -> tuple[pl.DataFrame, int, int]:
+    """The inserted and revised windows with their revision, and how many were revised and
+    unchanged, from the staged keys and what UPSERT_WINDOWS returned (revision 0: unchanged)."""
+    changed = staged.with_columns(revision=pl.lit(1, pl.Int32))
+    if not exceptions:
+        return changed, 0, 0
+    back = pl.DataFrame(exceptions, schema=_EMPTY_CHANGED.schema, orient="row")
+    same = back.filter(pl.col("revision") == 0)
+    revised = back.filter(pl.col("revision") > 0)
+    key = list(WINDOW_KEY)
+    changed = (
+        changed.join(same.select(key), on=key, how="anti", maintain_order="left")
+        .join(revised, on=key, how="left", maintain_order="left", suffix="_stored")
+        .with_columns(revision=pl.coalesce("revision_stored", "revision"))
+        .drop("revision_stored")
+    )
+    return changed, revised.height, same.height
 
 
 async def _insert_readings(
