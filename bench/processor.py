@@ -88,12 +88,15 @@ async def _setup_topic(bootstrap: str, topic: str, records: list[tuple[bytes, by
 
 
 async def _drop_topic(bootstrap: str, topic: str) -> None:
+    """Delete the bench's topic; a failure is reported, not raised (it runs in ``finally``)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
+        await admin.start()
         await admin.delete_topics([topic])
+    except Exception as exc:  # must not hide the run's own error
+        progress(f"could not delete topic {topic}: {exc!r}")
     finally:
         await admin.close()
 
@@ -231,8 +234,8 @@ def run(quick: bool) -> dict[str, Any]:
         progress("peer: Quix Streams hourly tumbling window per device")
         theirs = _run_quix(topic, settings.kafka_bootstrap, devices * per_device)
         progress(f"peer: {theirs}")
+    finally:  # a failed run leaves neither its topic nor its database behind
         asyncio.run(_drop_topic(settings.kafka_bootstrap, topic))
-    finally:
         drop_database(settings, dsn)
     if not quick:
         ours["rss_mb_100k_devices"] = _rss_100k(settings)
@@ -256,8 +259,8 @@ def _rss_100k(settings: Any) -> float:
         del records
         database = str(conninfo_to_dict(dsn)["dbname"])
         result = _run_ours(topic, database, settings.kafka_bootstrap)
-        asyncio.run(_drop_topic(settings.kafka_bootstrap, topic))
     finally:
+        asyncio.run(_drop_topic(settings.kafka_bootstrap, topic))
         drop_database(settings, dsn)
     progress(f"memory: {result}")
     return float(result["rss_mb"])
