@@ -7,8 +7,8 @@ a savepoint; if any is already stored (a redelivery), the savepoint is rolled ba
 bytes go through the temporary stage table and ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``,
 so duplicates are counted, never fatal. Window results are upserted; their revision and
 ``updated_at`` move only when a value changed, and in the same statement each touched local day
-of the daily rollup moves by what its windows changed. Offsets are written last, fenced by the owner generation
-(:mod:`storage.offsets`). Input is checked before anything reaches the database
+of the daily rollup moves by what its windows changed. Offsets are written last, fenced by the
+owner generation (:mod:`storage.offsets`). Input is checked before anything reaches the database
 (:mod:`storage.frames`); transient failures are retried with capped, jittered backoff.
 """
 
