@@ -269,6 +269,21 @@ def test_lateness_is_judged_in_arrival_order_wherever_batches_are_cut() -> None:
     assert_frame_equal(_latest(windows), _latest(single))
 
 
+def test_a_poll_with_several_records_per_device_judges_lateness_in_arrival_order() -> None:
+    a, b = _counter("a", 20), _counter("b", 20)  # 0:00 .. 4:45 each
+    # two records per device, devices interleaved, as a full poll of the readings topic holds
+    poll = pl.concat([a.head(10), b.head(10), a.slice(10), b.slice(10)])
+    windows, rejected = _run([poll])
+    assert rejected.is_empty()
+    single, _ = _run([pl.concat([a, b])])
+    assert_frame_equal(_latest(windows), _latest(single))
+    # a reading of a that arrives after a's second record, hours behind it: too late, although
+    # the rows between it and that record (in time order) are b's and the buffer's
+    late = readings([("a", E, "counter", 1, 0.5)])
+    _, rejected = _run([a.head(7), pl.concat([b.head(10), a.slice(7), late, b.slice(10)])])
+    assert rejected["reason"].to_list() == ["too_late"]
+
+
 def test_window_of_a_counter_glitch_waits_for_the_next_reading() -> None:
     values = [0.0, 2.0, 4.0, 6000.0, 8.0, 10.0]  # reading 3 (0:45) is a x1000 glitch
     counter = readings([("a", E, "counter", i * Q, v) for i, v in enumerate(values)])
