@@ -320,9 +320,9 @@ def _next_emitted(
 ) -> pl.DataFrame:
     """The emitted windows to keep: the old ones not replaced and the new ones, both while
     their widest window still takes late data, sorted by (width, key rank, start) like the new
-    windows: the sort merges two sorted runs."""
+    windows: the sort merges two sorted runs (none when no old window stays, the usual poll
+    once a poll spans more than the widest window and the lateness)."""
     parts = [old, new] if not old.is_empty() else [new]
-    both = pl.concat(parts, rechunk=False)  # one gather below reads both
 
     def column(name: str) -> np.ndarray:
         return np.concatenate([p[name].to_numpy() for p in parts])
@@ -331,6 +331,8 @@ def _next_emitted(
     at = np.flatnonzero(_retained(bucket, code, watermark, rules))
     if len(at) == 0:
         return new.clear()
+    if at[0] >= old.height:  # only new windows stay, already in order: no sort, one gather
+        return new[at - old.height] if len(at) < new.height else new
     width = column("width_s")[at]
     widths = np.array(sorted(rules.widths_s), dtype=np.int64)  # the usual widths: no hashing
     slot = np.searchsorted(widths, width)
@@ -338,6 +340,7 @@ def _next_emitted(
         widths = np.sort(pl.Series(width).unique().to_numpy())
         slot = np.searchsorted(widths, width)
     major = slot * len(rank) + rank[code[at]]
+    both = pl.concat(parts, rechunk=False)  # one gather reads both
     kept: pl.DataFrame = both[at[sort_order(major, bucket[at])]]
     return kept
 
