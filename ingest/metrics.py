@@ -42,7 +42,9 @@ class GatewayMetrics:
             "gateway_spool_dropped", "records dropped by overflow policy drop", registry=r
         )
         self.kafka_up = Gauge("gateway_kafka_up", "1 while Kafka accepts records", registry=r)
-        self.mqtt_up = Gauge("gateway_mqtt_up", "1 while connected to the broker", registry=r)
+        self.mqtt_up = Gauge(
+            "gateway_mqtt_up", "1 while connected to the broker and subscribed", registry=r
+        )
         self.producer_restarts = Counter(
             "gateway_producer_restarts", "producers recreated by the watchdog", registry=r
         )

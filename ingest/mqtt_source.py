@@ -133,6 +133,7 @@ class MqttSource:
         self._client.username_pw_set(config.user, config.password)
         self._client.on_connect = self._guard(self._on_connect)
         self._client.on_disconnect = self._guard(self._on_disconnect)
+        self._client.on_subscribe = self._guard(self._on_subscribe)
         self._client.on_message = self._guard(self._on_message)
         self._client.on_publish_fast = self._on_publish_fast
 
@@ -254,14 +255,26 @@ class MqttSource:
             _log.error("mqtt_connect_refused", reason=str(rc))
             return
         client.subscribe(self._cfg.subscription, qos=1)
-        self.connected = True
-        self._on_state(True)
         _log.info(
             "mqtt_connected",
             client_id=self._cfg.client_id,
             session_present=flags.session_present,
             subscription=self._cfg.subscription,
         )
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        # Up (metric gateway_mqtt_up, health) once the broker confirmed the subscription, not at
+        # CONNACK: a publisher started on "connected" lost the messages sent before the SUBACK
+        # (nobody was subscribed yet; seen as a replay missing its first 725 messages).
+        refused = [str(rc) for rc in codes if rc.is_failure]
+        if refused:
+            _log.error(
+                "mqtt_subscribe_refused", subscription=self._cfg.subscription, reasons=refused
+            )
+            return
+        self.connected = True
+        self._on_state(True)
+        _log.info("mqtt_subscribed", subscription=self._cfg.subscription)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         self.connected = False

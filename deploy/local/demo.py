@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 import psycopg
 
-from deploy.local.pipeline import LocalPipeline, PipelineRun, lag, prepare
+from deploy.local.pipeline import LocalPipeline, PipelineRun, lag, prepare, wait_until
 from pilotstream.settings import BaseSettings
 
 if TYPE_CHECKING:
@@ -126,6 +126,11 @@ def feed_pipeline(
         for i in range(processors):
             pipe.start_processor(i, extra=DEMO_PROCESSOR_FLAGS)
         pipe.start_dead_letter_sink()
+        # publish only once the gateway's subscription is confirmed: a message sent before it
+        # has no subscriber and the broker drops it
+        if not wait_until(lambda: pipe.gateway_metric("gateway_mqtt_up") >= 1, timeout_s=60):
+            msg = f"the gateway did not subscribe within 60 s; see {log_dir}"
+            raise RuntimeError(msg)
         say(f"gateway and {processors} processors started (logs in {log_dir})")
         t0 = time.monotonic()
         sim = subprocess.run(

@@ -60,7 +60,7 @@ class GatewayProcess:
                 [sys.executable, "-m", "pilotstream.cli", "gateway"],
                 env=self.env, cwd=ROOT, stdout=log, stderr=log,
             )  # fmt: skip
-        self.wait_for_log("mqtt_connected", 20)
+        self.wait_for_log("mqtt_subscribed", 20)
 
     def wait_for_log(self, event: str, timeout_s: float, count: int = 1) -> None:
         deadline = time.monotonic() + timeout_s

@@ -74,7 +74,7 @@ def test_kill_9_mid_stream_loses_nothing(gateway, publisher, reader, tag: str) -
     gateway.kill9()  # mid-stream: batches in flight, messages received but not acked
     pub.join(120)
     gateway.start()  # same client id: the broker resumes the session and redelivers
-    gateway.wait_for_log("mqtt_connected", 5, count=2)
+    gateway.wait_for_log("mqtt_subscribed", 5, count=2)
     assert "session_present=True" in gateway.log.read_text()
     batches = reader(gateway.readings_topic, prefix=tag, until=10_000, timeout_s=90)
     assert set(_seqs(batches)) == _want(tag, 50, range(200))
