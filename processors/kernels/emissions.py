@@ -27,6 +27,7 @@ import polars as pl
 from pilotstream.registry import City, Pilot
 from processors.factors import FactorTable
 from processors.kernels import flags as qf
+from processors.kernels.keys import changes
 
 Saving = Literal["baseline_minus_actual", "actual"]
 _START_BITS = 42  # a (rule, window start) pair packs as rule << 42 | (start - min start)
@@ -329,10 +330,7 @@ def _rule_of_runs(metric: pl.Series, positions: Mapping[str, int]) -> np.ndarray
     n = len(metric)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    changed = np.ones(n, dtype=bool)
-    if n > 1:  # two zero-copy slices compare cheaper than the column and a shifted copy
-        changed[1:] = (metric.slice(1) != metric.slice(0, n - 1)).fill_null(True).to_numpy()
-    starts = np.flatnonzero(changed)
+    starts = np.flatnonzero(changes(metric))
     if len(starts) <= _FEW_RUNS:  # a handful of metrics per poll: a dict beats a join
         heads = np.array([positions.get(m, -1) for m in metric.gather(starts).to_list()])
     else:
