@@ -31,12 +31,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import polars as pl
 
-from processors.kernels.closing import close, freeze_intervals
+from processors.kernels.closing import Closed, close, freeze_intervals
 from processors.kernels.decode import READING_SCHEMA
 from processors.kernels.keys import same_as_previous
 from processors.kernels.params import EventTimeParams
 from processors.kernels.rows import buffer_frame, evict, sort_rows
-from processors.kernels.state import BUFFER_SCHEMA, NO_WATERMARK, UNCLEANED, EventTimeState
+from processors.kernels.state import BUFFER_SCHEMA, NO_WATERMARK, UNCLEANED, Coded, EventTimeState
 from processors.kernels.windows import bucket_starts, empty_windows
 
 DEDUP_KEY = ["device_id", "metric", "ts_ms"]
@@ -129,18 +129,16 @@ def step(
         rules=params,
         widest_end=widest_end,
     )
-    after = replace(
+    new_state = _closed_state(
+        state,
         coded,
-        buffer=_concat(buffer_rest, done.buffer),
-        emitted=_concat(emitted_rest, done.emitted),
-        watermark=watermark,
+        done,
+        buffer_rest,
+        emitted_rest,
+        watermark,
         last_seen=np.where(seen, now_ms, coded.last_seen),
         known=coded.known | seen,
-        interval=done.interval,
-        closed_until=done.closed_until,
-        settled=done.settled,
     )
-    new_state = EventTimeState.of(after, state.register_max, state.reference)
     return StepResult(new_state, done.windows, rejected, int(duplicate.sum()))
 
 
@@ -180,17 +178,36 @@ def close_idle(
         rules=params,
         hold_counters=False,
     )
+    new_state = _closed_state(state, coded, done, buffer_rest, emitted_rest, watermark)
+    return StepResult(new_state, done.windows, _no_rejections(), 0)
+
+
+def _closed_state(
+    state: EventTimeState,
+    coded: Coded,
+    done: Closed,
+    buffer_rest: pl.DataFrame,
+    emitted_rest: pl.DataFrame,
+    watermark: np.ndarray,
+    *,
+    last_seen: np.ndarray | None = None,
+    known: np.ndarray | None = None,
+) -> EventTimeState:
+    """The state after :func:`close` ran on some devices of ``coded`` (``state``'s, its catalog
+    possibly grown): their rows and emitted windows as it left them beside the other devices'
+    (``*_rest``), the new watermarks and per-key arrays, and ``last_seen``/``known`` if given."""
     after = replace(
         coded,
         buffer=_concat(buffer_rest, done.buffer),
         emitted=_concat(emitted_rest, done.emitted),
         watermark=watermark,
+        last_seen=coded.last_seen if last_seen is None else last_seen,
+        known=coded.known if known is None else known,
         interval=done.interval,
         closed_until=done.closed_until,
         settled=done.settled,
     )
-    new_state = EventTimeState.of(after, state.register_max, state.reference)
-    return StepResult(new_state, done.windows, _no_rejections(), 0)
+    return EventTimeState.of(after, state.register_max, state.reference)
 
 
 def rebuild_state(
