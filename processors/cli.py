@@ -36,7 +36,11 @@ def register(sub: Any) -> list[str]:
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from pilotstream.logs import configure
+    from processors.allocator import tune_allocators
+
+    tuned = tune_allocators()  # before polars is imported (by the runner)
+
+    from pilotstream.logs import configure, get_logger
     from processors.runner import run_processor
     from processors.settings import ProcessorSettings
 
@@ -44,4 +48,5 @@ def _run(args: argparse.Namespace) -> int:
         args.setting_exit_when_idle_s = args.exit_when_idle
     settings = settings_from_args(ProcessorSettings, args)
     configure(settings.log_level)
+    get_logger("processors.allocator").info("allocators", tuned="; ".join(tuned) or "none")
     return asyncio.run(run_processor(settings))

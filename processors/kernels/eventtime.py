@@ -150,7 +150,7 @@ def close_idle(
     catalog = coded.catalog
     idle = coded.known & (coded.last_seen <= now_ms - idle_ms)
     buffer = coded.buffer
-    code = buffer["code"].to_numpy()
+    code = buffer["code"].to_numpy().astype(np.int64)
     device_of = catalog.key_device
     live = np.flatnonzero(idle[device_of[code]] & ~buffer["anchor"].to_numpy())
     if len(live) == 0:
@@ -265,12 +265,10 @@ def _coded_rows(readings: pl.DataFrame, key: np.ndarray, label: np.ndarray) -> p
     n = readings.height
     return pl.DataFrame(
         {
-            "code": key,
-            "label": label,
+            "code": key.astype(np.int32),
+            "label": label.astype(np.int32),
             "ts_ms": readings.get_column("ts_ms"),
             "value": readings.get_column("value"),
-            "seq": readings.get_column("seq"),
-            "received_at_ms": readings.get_column("received_at_ms"),
             "anchor": np.zeros(n, dtype=bool),
             **{c: np.full(n, v) for c, v in UNCLEANED.items()},
         },
@@ -284,13 +282,17 @@ def _split(
     """Rows of ``frame`` (with key codes) of the ``devices`` (mask per device code), and the rest."""
     if frame.is_empty():
         return frame, frame
-    hit = devices.take(device_of.take(frame["code"].to_numpy()))
+    hit = devices.take(device_of.take(frame["code"].to_numpy().astype(np.int64)))
     if hit.all():
         return frame, frame.clear()
     if not hit.any():
         return frame.clear(), frame
     mask = pl.Series(hit)
-    return frame.filter(mask), frame.filter(~mask)
+    if frame.n_chunks() == 1:
+        return frame.filter(mask), frame.filter(~mask)
+    # a gather writes one chunk: filtering many chunks, then joining them, would hold the rest
+    # twice at once (the rest is most of the state)
+    return frame.filter(mask), frame[np.flatnonzero(~hit)]
 
 
 def _in_time_order(device: np.ndarray, ts: np.ndarray) -> bool:

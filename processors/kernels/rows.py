@@ -54,7 +54,7 @@ def sort_rows(frame: pl.DataFrame, catalog: Catalog, stuck_kinds: tuple[str, ...
     """Rows of a coded ``frame`` sorted by (key rank, time), first arrival first among equal
     times: a device's keys are adjacent, in (device_id, metric) byte order."""
     frame = frame.rechunk()  # gathers from one chunk are several times faster
-    code = frame["code"].to_numpy()
+    code = frame["code"].to_numpy().astype(np.int64)  # int32 indices: each take converts them
     ts = frame["ts_ms"].to_numpy()
     # ``take`` rather than ``[...]``: numpy's take is a third faster for index arrays
     order = sort_order(catalog.rank.take(code), ts)
@@ -65,7 +65,7 @@ def sort_rows(frame: pl.DataFrame, catalog: Catalog, stuck_kinds: tuple[str, ...
         code=code.take(order),
         ts=ts.take(order),
         value=frame["value"].to_numpy().take(order),
-        kinds=label_bits.take(frame["label"].to_numpy().take(order)),
+        kinds=label_bits.take(frame["label"].to_numpy().astype(np.int64).take(order)),
         anchor=frame["anchor"].to_numpy().take(order),
     )
 
@@ -125,14 +125,14 @@ def kept_rows(rows: SortedRows, final: np.ndarray, rules: EventTimeParams) -> np
 
 
 def buffer_frame(
-    frame: pl.DataFrame, order: np.ndarray, anchor: np.ndarray, **cleaned: np.ndarray
+    frame: pl.DataFrame, order: np.ndarray, anchor: np.ndarray, cleaned: np.ndarray | None = None
 ) -> pl.DataFrame:
     """Rows ``order`` of a coded ``frame`` with their new ``anchor`` flags and, if given, their
-    new ``amount``, ``flags`` and ``since`` (those columns are then not gathered).
+    new ``cleaned`` fingerprints (that column is then not gathered).
 
     Built column by column: a query's planning costs more than the gathers themselves.
     """
-    replaced = {"anchor": anchor, **cleaned}
+    replaced = {"anchor": anchor} if cleaned is None else {"anchor": anchor, "cleaned": cleaned}
     rest = pl.DataFrame([frame.get_column(c) for c in frame.columns if c not in replaced])
     gathered = rest[order]
     columns = {c: replaced[c] if c in replaced else gathered.get_column(c) for c in frame.columns}

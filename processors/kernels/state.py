@@ -24,20 +24,22 @@ from processors.kernels.windows import WINDOW_SCHEMA
 NO_WATERMARK = np.iinfo(np.int64).min  # a device without a watermark (none, or null)
 NEVER = np.iinfo(np.int64).max  # a device whose last-seen time is null: never idle
 
+# 32 bytes a row: the buffer holds every reading of the widest window plus the lateness (with
+# 1-minute readings, 120 per device), so its width is most of a processor's memory. What windows
+# need only: a reading's sequence number and receive time stay with the stored readings.
 BUFFER_SCHEMA: dict[str, pl.DataType] = {
-    "code": pl.Int64(),  # key code
-    "label": pl.Int64(),  # label code (tenant, kind)
+    "code": pl.Int32(),  # key code
+    "label": pl.Int32(),  # label code (tenant, kind)
     "ts_ms": pl.Int64(),
     "value": pl.Float64(),
-    "seq": pl.Int64(),
-    "received_at_ms": pl.Int64(),
     "anchor": pl.Boolean(),  # final before this batch, kept as a predecessor
-    # as last cleaned (windows of rows cleaned alike are not built again; UNCLEANED: never)
-    "amount": pl.Float64(),  # NaN: no amount
-    "flags": pl.Int64(),
-    "since": pl.Int64(),  # a counter's predecessor time, -1: none
+    # how it last cleaned (closing.cleaning_fingerprint of amount, flags and counter predecessor):
+    # windows of rows cleaned alike are not built again; UNCLEANED: never cleaned
+    "cleaned": pl.UInt64(),
 }
-UNCLEANED = {"amount": np.nan, "flags": -1, "since": -2}  # values no cleaning gives together
+# the buffer's columns as strings (``EventTimeState.buffer``)
+BUFFER_COLUMNS = [c for c in READING_SCHEMA if c not in ("seq", "received_at_ms")] + ["anchor"]
+UNCLEANED = {"cleaned": np.uint64(0)}  # no fingerprint is 0
 EMITTED_SCHEMA: dict[str, pl.DataType] = {
     "code": pl.Int64(),
     "label": pl.Int64(),
@@ -213,7 +215,8 @@ class EventTimeState:
 
     @property
     def buffer(self) -> pl.DataFrame:
-        """Readings (``READING_SCHEMA`` columns and ``anchor``)."""
+        """Readings (``BUFFER_COLUMNS``: ``READING_SCHEMA``'s but ``seq`` and ``received_at_ms``,
+        and ``anchor``)."""
         return self._frame("buffer")
 
     @property
@@ -250,7 +253,11 @@ def absorb(
     cat = coded.catalog
     rows: dict[str, pl.DataFrame] = {}
     for name, frame, schema in (
-        ("buffer", buffer, {**READING_SCHEMA, "anchor": pl.Boolean()}),
+        (
+            "buffer",
+            buffer,
+            {c: {**READING_SCHEMA, "anchor": pl.Boolean()}[c] for c in BUFFER_COLUMNS},
+        ),
         ("emitted", emitted, {**WINDOW_SCHEMA, "revision": pl.Int64()}),
     ):
         if frame is None or frame.is_empty():
@@ -260,7 +267,8 @@ def absorb(
         target = BUFFER_SCHEMA if name == "buffer" else EMITTED_SCHEMA
         rows[name] = (
             given.with_columns(
-                code=pl.Series(key, dtype=pl.Int64), label=pl.Series(label, dtype=pl.Int64)
+                code=pl.Series(key).cast(target["code"]),
+                label=pl.Series(label).cast(target["label"]),
             )
             .with_columns(
                 pl.lit(v, target[c]).alias(c) for c, v in UNCLEANED.items() if name == "buffer"
@@ -333,7 +341,7 @@ def _strings(coded: Coded, frame: pl.DataFrame, columns: list[str]) -> pl.DataFr
 
 
 def _buffer_frame(coded: Coded) -> pl.DataFrame:
-    return _strings(coded, coded.buffer, [*READING_SCHEMA, "anchor"])
+    return _strings(coded, coded.buffer, BUFFER_COLUMNS)
 
 
 def _emitted_frame(coded: Coded) -> pl.DataFrame:

@@ -13,6 +13,8 @@ from polars.testing import assert_frame_equal
 
 from processors.kernels import EventTimeParams, EventTimeState, close_idle, step
 from processors.kernels import flags as qf
+from processors.kernels.closing import cleaning_fingerprint
+from processors.kernels.state import UNCLEANED
 
 from .simdata import readings
 
@@ -360,3 +362,20 @@ def test_windows_skipped_as_unchanged_are_those_a_full_rebuild_leaves_unchanged(
     assert len(skipping) == len(rebuilding)
     for result, expected in zip(skipping, rebuilding, strict=True):
         assert_frame_equal(result, expected)
+
+
+def test_cleaning_fingerprint_tells_every_cleaning_apart() -> None:
+    # a row's amount, flags and counter predecessor, as the buffer remembers them in one number
+    amount = np.array([1.5, 1.5, 1.5, np.nan, 1.5, 1.5, -0.0, 0.0, 1.5])
+    flags = np.array([0, 0, 16, 0, 0, 0, 0, 0, 1023])
+    since = np.array([60_000, 60_001, 60_000, 60_000, -1, -2, 60_000, 60_000, 60_000])
+    fp = cleaning_fingerprint(amount, flags, since)
+    assert fp.dtype == np.uint64
+    assert len(set(fp.tolist())) == len(fp)  # each differs from the others in one thing
+    assert (fp != UNCLEANED["cleaned"]).all()  # a new row never looks cleaned
+    # the same cleaning, NaN included (any NaN pattern), gives the same number
+    again = cleaning_fingerprint(
+        np.array([np.nan, -np.nan, 1.5]), np.array([0, 0, 16]), np.array([60_000] * 3)
+    )
+    assert again[0] == again[1] == fp[3]
+    assert again[2] == fp[2]
