@@ -4,11 +4,11 @@ Chain per poll: ``decode_batches`` (ReadingBatch values -> columns) -> ``step`` 
 consumption, quality flags, 15-min and hourly windows, watermarks, restatements) ->
 ``predict_windows`` (time-of-week baselines) -> ``emission_deltas`` (factors, deltas, kgCO2e).
 Records carry 8 readings of one device (two hours of 15-minute energy registers); a poll is
-what the processor takes from Kafka at full throughput, ``poll_max_records`` records (20,000 by
-default: each device's next two records, in time order). Target: >= 2,000,000 readings/s.
-``half_poll`` runs the same chain on polls of 10,000 records (each device's next record): the
-state's buffer (the readings still inside the widest window and the lateness) is re-read at
-every poll, so smaller polls cost more per reading.
+what the processor takes from Kafka at full throughput, ``poll_max_records`` records (10,000 by
+default: each device's next record, in time order). Target: >= 2,000,000 readings/s.
+With a default above 10,000 (several records per device and poll), ``half_poll`` runs the same
+chain on polls of 10,000 records: the state's buffer (the readings still inside the widest window
+and the lateness) is re-read at every poll, so smaller polls cost more per reading.
 
 Timed, per poll: the four calls above, the state carried from poll to poll as the processor
 carries it. Not timed: building the synthetic polls (the ReadingBatch objects the processor gets

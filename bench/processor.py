@@ -109,7 +109,7 @@ def _run_ours(topic: str, database: str, bootstrap: str) -> dict[str, Any]:
     cmd = [
         sys.executable, "-m", "pilotstream.cli", "process", "--readings-topic", topic,
         "--group-id", f"bench-{topic}", "--pg-database", database, "--kafka-bootstrap", bootstrap,
-        "--publish-deltas", "false", "--exit-when-idle", "2", "--poll-max-records", "20000",
+        "--publish-deltas", "false", "--exit-when-idle", "2",
         "--log-level", "INFO",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
@@ -153,7 +153,8 @@ def _rss_course(samples: list[tuple[float, float]]) -> dict[str, Any]:
 
     The full run spans EVENT_HOURS of event time, so the state (widest window + lateness, 2 h)
     is steady in the last half: its memory should be flat there. Peaks swing by a poll's
-    transient columns (hundreds of MB for 400k readings), medians show the trend.
+    transient columns (a step closes a poll's devices with all their buffered readings), medians
+    show the trend.
     """
     end = samples[-1][0]
     quarters = [

@@ -13,9 +13,15 @@ size as much as what is alive. Measured with 100,000 devices at steady state (1-
   128 KiB every poll's temporaries were mapped and page-faulted afresh, and the kernels ran at a
   third of their speed (``python -m bench kernels`` under the same settings: 0.85M readings/s;
   4 MiB: 2.18M; the defaults: 2.35M). At most two arenas, instead of up to 8 per core.
-- jemalloc (polars' columns): freed pages are returned when they are purged, not first marked
-  "lazily free" (``muzzy``), which the kernel leaves in the RSS until it needs the memory.
-  This must be set before polars is imported (it reads ``_RJEM_MALLOC_CONF`` then).
+- jemalloc (polars' columns): freed pages are purged after 100 ms instead of 500 ms, and
+  returned then, not first marked "lazily free" (``muzzy``), which the kernel leaves in the RSS
+  until it needs the memory. This must be set before polars is imported (it reads
+  ``_RJEM_MALLOC_CONF`` then).
+
+:func:`give_back` (``malloc_trim``) after each poll's step returns the free pages inside glibc's
+heaps: with it, RSS medians over the last quarter 841-843 MB instead of 950 MB, peaks 1,045-1,065
+MB instead of 1,156 MB (100,000 devices, polls of 10,000 records); with the 100 ms purge too,
+medians 794-798 MB, peaks 1,029-1,058 MB. No throughput change measured (323-340k readings/s).
 """
 
 from __future__ import annotations
@@ -27,9 +33,14 @@ import sys
 
 MMAP_THRESHOLD = 4 * 2**20
 ARENA_MAX = 2
-JEMALLOC_CONF = "muzzy_decay_ms:0"
+JEMALLOC_CONF = "muzzy_decay_ms:0,dirty_decay_ms:100"
 _M_MMAP_THRESHOLD = -3  # mallopt parameters (malloc.h)
 _M_ARENA_MAX = -8
+_LIBC = (
+    ctypes.CDLL(None)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    else None
+)
 
 
 def tune_allocators() -> list[str]:
@@ -39,12 +50,18 @@ def tune_allocators() -> list[str]:
     if "polars" not in sys.modules and "_RJEM_MALLOC_CONF" not in os.environ:
         os.environ["_RJEM_MALLOC_CONF"] = JEMALLOC_CONF
         done.append(f"jemalloc {JEMALLOC_CONF}")
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        libc = ctypes.CDLL(None)
-        if "MALLOC_MMAP_THRESHOLD_" not in os.environ and libc.mallopt(
+    if _LIBC is not None:
+        if "MALLOC_MMAP_THRESHOLD_" not in os.environ and _LIBC.mallopt(
             _M_MMAP_THRESHOLD, MMAP_THRESHOLD
         ):
             done.append(f"glibc mmap_threshold {MMAP_THRESHOLD}")
-        if "MALLOC_ARENA_MAX" not in os.environ and libc.mallopt(_M_ARENA_MAX, ARENA_MAX):
+        if "MALLOC_ARENA_MAX" not in os.environ and _LIBC.mallopt(_M_ARENA_MAX, ARENA_MAX):
             done.append(f"glibc arena_max {ARENA_MAX}")
     return done
+
+
+def give_back() -> None:
+    """Return the free pages inside glibc's heaps to the system (``malloc_trim``): freed arrays
+    below the mmap threshold leave holes a heap cannot shrink past (once per poll)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)

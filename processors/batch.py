@@ -21,6 +21,7 @@ import polars as pl
 from pilotstream.contracts import WindowDelta
 from pilotstream.logs import get_logger
 from pilotstream.registry import Registry
+from processors.allocator import give_back
 from processors.baseline_provider import BaselineProvider
 from processors.factors import FactorTable
 from processors.kernels import (
@@ -193,6 +194,7 @@ class BatchProcessor:
                 self.states[partition] = await self._rehydrate(self.states[partition], new, now_ms)
         t2 = time.monotonic()
         frames, windows, rejected = await asyncio.to_thread(self._step_all, decoded, now_ms)
+        give_back()  # the step's freed arrays, before the next poll allocates again
         spent = {"decode": t1 - t0, "rehydrate": t2 - t1, "step": time.monotonic() - t2}
         readings = pl.concat(frames) if frames else None
         t = time.monotonic()

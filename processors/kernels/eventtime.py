@@ -31,8 +31,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import polars as pl
 
-from processors.kernels.closing import Closed, close, freeze_intervals
+from processors.kernels.closing import Closed, freeze_intervals
 from processors.kernels.decode import READING_SCHEMA
+from processors.kernels.grouped import close_grouped
 from processors.kernels.keys import same_as_previous
 from processors.kernels.params import EventTimeParams
 from processors.kernels.rows import buffer_frame, evict, sort_rows
@@ -121,7 +122,7 @@ def step(
         watermark[device] = np.maximum(watermark[device], batch_max[hit])
         seen[device] = True
 
-    done = close(
+    done = close_grouped(
         rows,
         watermark=watermark[device_of],
         emitted=emitted,
@@ -170,7 +171,7 @@ def close_idle(
     buffer, buffer_rest = _split(buffer, touched, device_of)
     emitted, emitted_rest = _split(coded.emitted, touched, device_of)
     rows = sort_rows(buffer, catalog, params.clean.stuck_kinds)
-    done = close(
+    done = close_grouped(
         rows,
         watermark=watermark[device_of],
         emitted=emitted,

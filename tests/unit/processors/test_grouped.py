@@ -1,0 +1,66 @@
+"""Closing a poll's devices a group at a time gives exactly what closing them at once gives."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from processors.kernels import closing, grouped
+
+from .test_eventtime import _device_stream, _split, _steps
+
+
+def _devices(seeds: int) -> pl.DataFrame:
+    """Two devices per seed (``a<seed>`` with a counter and a gauge, ``b<seed>``), time order."""
+    frames = []
+    for seed in range(seeds):
+        for f in _device_stream(seed):
+            frames.append(f.with_columns(pl.col("device_id") + str(seed)))
+    out: pl.DataFrame = pl.concat(frames).sort("ts_ms", maintain_order=True)
+    return out
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    group_rows=st.integers(1, 40),
+    delays=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 12)), max_size=6),
+    cuts=st.lists(st.integers(1, 400), max_size=8, unique=True),
+    idle_after=st.sets(st.integers(0, 8), max_size=2),
+)
+def test_closing_in_groups_gives_one_close_s_results(
+    group_rows: int, delays: list[tuple[int, int]], cuts: list[int], idle_after: set[int]
+) -> None:
+    rows = _devices(4)
+    order = list(range(rows.height))
+    for i, by in delays:  # late readings, some beyond the lateness
+        order.insert(i + by, order.pop(i))
+    batches = _split(rows[order], sorted(cuts))
+    at_once = _steps(batches, idle_after)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(grouped, "GROUP_ROWS", group_rows)
+        in_groups = _steps(batches, idle_after)
+    assert sum(w.height for w in at_once) > 0
+    assert len(in_groups) == len(at_once)
+    for got, expected in zip(in_groups, at_once, strict=True):
+        assert_frame_equal(got, expected)
+
+
+def test_groups_end_at_device_boundaries_and_cover_every_row() -> None:
+    batches = _split(_devices(3), [])
+    with pytest.MonkeyPatch.context() as patch:
+        calls: list[int] = []
+        original = closing.close
+
+        def counting(rows, **kwargs):  # type: ignore[no-untyped-def]
+            devices = set(kwargs["coded"].catalog.key_device[rows.code].tolist())
+            calls.append(len(devices))
+            return original(rows, **kwargs)
+
+        patch.setattr(grouped, "GROUP_ROWS", 1)
+        patch.setattr(grouped, "close", counting)
+        _steps(batches, set())
+    # one device per group: six devices closed one by one in the step, again at the idle close
+    assert calls == [1] * 12
