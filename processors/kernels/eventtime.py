@@ -26,6 +26,7 @@ gathered back only for the output windows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -187,8 +188,8 @@ def _closed_state(
     state: EventTimeState,
     coded: Coded,
     done: Closed,
-    buffer_rest: pl.DataFrame,
-    emitted_rest: pl.DataFrame,
+    buffer_rest: Callable[[], pl.DataFrame],
+    emitted_rest: Callable[[], pl.DataFrame],
     watermark: np.ndarray,
     *,
     last_seen: np.ndarray | None = None,
@@ -196,11 +197,11 @@ def _closed_state(
 ) -> EventTimeState:
     """The state after :func:`close` ran on some devices of ``coded`` (``state``'s, its catalog
     possibly grown): their rows and emitted windows as it left them beside the other devices'
-    (``*_rest``), the new watermarks and per-key arrays, and ``last_seen``/``known`` if given."""
+    (``*_rest()``), the new watermarks and per-key arrays, and ``last_seen``/``known`` if given."""
     after = replace(
         coded,
-        buffer=_concat(buffer_rest, done.buffer),
-        emitted=_concat(emitted_rest, done.emitted),
+        buffer=_concat(buffer_rest(), done.buffer),
+        emitted=_concat(emitted_rest(), done.emitted),
         watermark=watermark,
         last_seen=coded.last_seen if last_seen is None else last_seen,
         known=coded.known if known is None else known,
@@ -279,21 +280,26 @@ def _coded_rows(readings: pl.DataFrame, key: np.ndarray, label: np.ndarray) -> p
 
 def _split(
     frame: pl.DataFrame, devices: np.ndarray, device_of: np.ndarray
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Rows of ``frame`` (with key codes) of the ``devices`` (mask per device code), and the rest."""
+) -> tuple[pl.DataFrame, Callable[[], pl.DataFrame]]:
+    """Rows of ``frame`` (with key codes) of the ``devices`` (mask per device code), and how to
+    get the rest: called once closing is done, so the rest (most of the state, a new copy) and
+    closing's arrays are not held at the same time."""
     if frame.is_empty():
-        return frame, frame
+        return frame, lambda: frame
     hit = devices.take(device_of.take(frame["code"].to_numpy().astype(np.int64)))
     if hit.all():
-        return frame, frame.clear()
+        return frame, frame.clear
     if not hit.any():
-        return frame.clear(), frame
-    mask = pl.Series(hit)
-    if frame.n_chunks() == 1:
-        return frame.filter(mask), frame.filter(~mask)
-    # a gather writes one chunk: filtering many chunks, then joining them, would hold the rest
-    # twice at once (the rest is most of the state)
-    return frame.filter(mask), frame[np.flatnonzero(~hit)]
+        return frame.clear(), lambda: frame
+
+    def rest() -> pl.DataFrame:
+        if frame.n_chunks() == 1:
+            return frame.filter(pl.Series(~hit))
+        # a gather writes one chunk: filtering many chunks, then joining them, would hold the
+        # rest twice at once
+        return frame[np.flatnonzero(~hit)]
+
+    return frame.filter(pl.Series(hit)), rest
 
 
 def _in_time_order(device: np.ndarray, ts: np.ndarray) -> bool:
