@@ -188,6 +188,7 @@ class BatchProcessor:
         # event loop keeps the consumer's heartbeats going through a long poll; one hand-over
         # per phase for all partitions, not one per partition.
         decoded = await asyncio.to_thread(self._decode_all, todo, bad)
+        give_back()  # the records' decoding garbage, before the steps allocate
         t1 = time.monotonic()
         for partition, (_, _, new) in decoded.items():
             if new:
