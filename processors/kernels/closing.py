@@ -26,8 +26,8 @@ from processors.kernels.counters import counter_since, pending_counters
 from processors.kernels.keys import find_rows, same_as_previous, sort_order
 from processors.kernels.params import EventTimeParams
 from processors.kernels.rows import SortedRows, buffer_frame, kept_rows
-from processors.kernels.state import EMITTED_SCHEMA, NO_WATERMARK, WINDOW_RESULT_SCHEMA, Coded
-from processors.kernels.windows import WindowArrays, windows_by_width
+from processors.kernels.state import EMITTED_SCHEMA, NO_WATERMARK, Coded
+from processors.kernels.windows import WINDOW_SCHEMA, WindowArrays, windows_by_width
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +218,7 @@ class _Emitted:
             return series.fill_null(fill).to_numpy(), series.is_null().to_numpy()
 
         self.rank = rank
-        self.key = rank[emitted["code"].to_numpy().astype(np.int64)]  # by width, then like rows
+        self.key = rank[emitted["code"].to_numpy()]  # by width, then sorted like the rows
         self.width = emitted["width_s"].to_numpy()
         self.bucket = emitted["bucket_start_ms"].to_numpy()
         self.actual, _ = column("actual", np.nan)
@@ -327,8 +327,7 @@ def _window_frame(numbers: pl.DataFrame, catalog: Catalog) -> pl.DataFrame:
     keys = catalog.keys[numbers["code"].to_numpy()]
     labels = catalog.labels[numbers["label"].to_numpy()]
     columns = {s.name: s for f in (keys, labels, numbers) for s in f.get_columns()}
-    # no query to plan; the numbers' narrow types widened back
-    return pl.DataFrame([columns[c] for c in WINDOW_RESULT_SCHEMA], schema=WINDOW_RESULT_SCHEMA)
+    return pl.DataFrame([columns[c] for c in [*WINDOW_SCHEMA, "revision"]])  # no query to plan
 
 
 def _next_emitted(

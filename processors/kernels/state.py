@@ -40,21 +40,14 @@ BUFFER_SCHEMA: dict[str, pl.DataType] = {
 # the buffer's columns as strings (``EventTimeState.buffer``)
 BUFFER_COLUMNS = [c for c in READING_SCHEMA if c not in ("seq", "received_at_ms")] + ["anchor"]
 UNCLEANED = {"cleaned": np.uint64(0)}  # no fingerprint is 0
-# 46 bytes a window instead of 72 (the state keeps every window still within the lateness:
-# 0.8M for 100,000 devices); read back as WINDOW_SCHEMA's types
 EMITTED_SCHEMA: dict[str, pl.DataType] = {
-    "code": pl.Int32(),
-    "label": pl.Int32(),
-    "width_s": pl.Int32(),
-    "bucket_start_ms": pl.Int64(),
-    "actual": pl.Float64(),
-    "n_readings": pl.Int32(),
-    "coverage": pl.Float64(),
-    "flags": pl.Int16(),
-    "revision": pl.Int32(),
+    "code": pl.Int64(),
+    "label": pl.Int64(),
+    **{
+        k: v for k, v in WINDOW_SCHEMA.items() if k not in ("tenant", "device_id", "metric", "kind")
+    },
+    "revision": pl.Int64(),
 }
-# the windows' columns as strings and their types (``EventTimeState.emitted``, step's windows)
-WINDOW_RESULT_SCHEMA: dict[str, pl.DataType] = {**WINDOW_SCHEMA, "revision": pl.Int64()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +274,6 @@ def absorb(
                 pl.lit(v, target[c]).alias(c) for c, v in UNCLEANED.items() if name == "buffer"
             )
             .select(list(target))
-            .cast(target)  # type: ignore[arg-type]
         )
     tables: dict[str, tuple[np.ndarray, pl.DataFrame]] = {}
     for name, table in (
@@ -353,8 +345,7 @@ def _buffer_frame(coded: Coded) -> pl.DataFrame:
 
 
 def _emitted_frame(coded: Coded) -> pl.DataFrame:
-    out = _strings(coded, coded.emitted, list(WINDOW_RESULT_SCHEMA))
-    return out.cast(WINDOW_RESULT_SCHEMA)  # type: ignore[arg-type]
+    return _strings(coded, coded.emitted, [*WINDOW_SCHEMA, "revision"])
 
 
 def _watermarks_frame(coded: Coded) -> pl.DataFrame:
