@@ -48,7 +48,7 @@ def test_closing_in_groups_gives_one_close_s_results(
         assert_frame_equal(got, expected)
 
 
-def test_groups_end_at_device_boundaries_and_cover_every_row() -> None:
+def test_each_group_holds_whole_devices() -> None:
     batches = _split(_devices(3), [])
     with pytest.MonkeyPatch.context() as patch:
         calls: list[int] = []
