@@ -17,6 +17,19 @@ from pilotstream import topics
 TOPIC_PARTITIONS = {topics.READINGS: 6, topics.REJECTED: 3, topics.DELTAS: 3}
 
 
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka writes them: url-safe base64 of a UUID, unpadded.
+
+    Kafka's own generator never returns one starting with "-": the storage tool's argument
+    parser would read it as an option ("--cluster-id: expected one argument"), which failed
+    one CI run in 64 or so. Draw again until the first character is safe.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class Kafka(Service):
     """Kafka broker + controller on 127.0.0.1, heap capped, storage formatted once."""
 
@@ -51,7 +64,7 @@ class Kafka(Service):
             data_dir=data,
         )
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster_id = new_cluster_id()
             proc = subprocess.run(
                 [*self._java(256), "kafka.tools.StorageTool", "format", "-t", cluster_id,
                  "-c", str(self.dir / "server.properties")],
