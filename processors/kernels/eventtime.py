@@ -19,9 +19,10 @@ Only the devices a call touches (those with new readings, or whose idle timer fi
 processed: the others' windows cannot change, so their part of the state is carried over as is.
 The state is kept as numbers (:mod:`processors.kernels.state`): incoming rows get their key
 codes from the state's catalog, one lookup per Kafka record (:mod:`processors.kernels.catalog`),
-the touched readings are sorted by key rank and time (:mod:`processors.kernels.rows`) and the
-windows are built and compared on arrays (:mod:`processors.kernels.closing`); strings are
-gathered back only for the output windows.
+the touched devices are taken a group at a time (:mod:`processors.kernels.grouped`: the
+temporary arrays scale with a group, not the poll), their readings sorted by key rank and time
+(:mod:`processors.kernels.rows`) and the windows built and compared on arrays
+(:mod:`processors.kernels.closing`); strings are gathered back only for the output windows.
 """
 
 from __future__ import annotations
@@ -32,13 +33,19 @@ from dataclasses import dataclass, replace
 import numpy as np
 import polars as pl
 
-from processors.kernels.closing import Closed, freeze_intervals
+from processors.kernels.closing import Closed, close, freeze_intervals
 from processors.kernels.decode import READING_SCHEMA
-from processors.kernels.grouped import close_grouped
+from processors.kernels.grouped import DeviceGroups, by_width
 from processors.kernels.keys import same_as_previous
 from processors.kernels.params import EventTimeParams
 from processors.kernels.rows import buffer_frame, evict, sort_rows
-from processors.kernels.state import BUFFER_SCHEMA, NO_WATERMARK, UNCLEANED, Coded, EventTimeState
+from processors.kernels.state import (
+    BUFFER_SCHEMA,
+    NO_WATERMARK,
+    UNCLEANED,
+    Coded,
+    EventTimeState,
+)
 from processors.kernels.windows import bucket_starts, empty_windows
 
 DEDUP_KEY = ["device_id", "metric", "ts_ms"]
@@ -68,80 +75,152 @@ def step(
         return StepResult(state, _no_windows(), _no_rejections(), 0)
     catalog, key, label = state.coded.catalog.code_rows(incoming)  # one lookup per run
     coded = state.coded.grown(catalog)
-    device_of = catalog.key_device
-    arriving = device_of.take(key)
+    arriving = catalog.key_device.take(key)
     touched = np.zeros(catalog.n_devices, dtype=bool)
     touched[arriving] = True
-    buffer, buffer_rest = _split(coded.buffer, touched, device_of)
-    emitted, emitted_rest = _split(coded.emitted, touched, device_of)
-    frame = pl.concat([buffer, _coded_rows(incoming, key, label)])
-    rows = sort_rows(frame, catalog, params.clean.stuck_kinds)
-
-    # first arrival wins: the buffer's copy, else the earliest in the batch
-    new = rows.order >= buffer.height
-    duplicate = new & same_as_previous(rows.code, rows.ts)
-    fresh = new & ~duplicate
-    row_device = device_of.take(rows.code)
-    future = fresh & (rows.ts > now_ms + params.max_future_ms)
-    widest_end = rows.final_end(params.widest_s)
-    deadline = widest_end + params.allowed_lateness_ms
-    counted = fresh & ~future
-    wm_row = coded.watermark.take(row_device)
-    if _in_time_order(arriving, incoming["ts_ms"].to_numpy()) or _keys_in_time_order(
-        row_device, rows.code, rows.order, buffer.height
-    ):
-        # no reading of this batch follows a later one of its device: only earlier batches count
-        late = counted & (deadline < wm_row)
-        refused = future | late
-        if refused.any():  # the refused readings' details show their arrival watermark
-            wm_row = _arrival_watermarks(row_device, rows.order, rows.ts, counted, wm_row, deadline)
-    else:
-        wm_row = _arrival_watermarks(row_device, rows.order, rows.ts, counted, wm_row, deadline)
-        late = counted & (deadline < wm_row)
-        refused = future | late
-    rejected = _rejected(
-        incoming,
-        rows.order[refused] - buffer.height,
-        future=future[refused],
-        watermark=wm_row[refused],
+    groups = DeviceGroups(coded, touched, arriving)
+    walk = _Walk(
+        coded=coded,
+        new=_coded_rows(incoming, key, label),
+        in_order=_in_time_order(arriving, incoming["ts_ms"].to_numpy()),
+        now_ms=now_ms,
         params=params,
     )
-    taken = ~duplicate & ~future & ~late
-    if not taken.all():
-        rows = rows.take(taken)
-        row_device, widest_end = row_device[taken], widest_end[taken]
-
-    # watermarks: the largest accepted event time per device (rows sorted by device)
-    accepted = np.where(rows.order >= buffer.height, rows.ts, NO_WATERMARK)
-    starts = np.flatnonzero(~same_as_previous(row_device))
-    watermark = coded.watermark.copy()
-    seen = np.zeros(catalog.n_devices, dtype=bool)
-    if len(starts):
-        batch_max = np.maximum.reduceat(accepted, starts)
-        hit = batch_max != NO_WATERMARK
-        device = row_device[starts[hit]]
-        watermark[device] = np.maximum(watermark[device], batch_max[hit])
-        seen[device] = True
-
-    done = close_grouped(
-        rows,
-        watermark=watermark[device_of],
-        emitted=emitted,
-        coded=coded,
-        rules=params,
-        widest_end=widest_end,
-    )
+    for g in range(groups.n):
+        walk.group(groups.buffer(g), groups.emitted(g), groups.arrivals(g))
+    buffer_rest, emitted_rest = groups.rest()
+    joined = walk.closed()
     new_state = _closed_state(
         state,
-        coded,
-        done,
+        walk.coded,
+        joined,
         buffer_rest,
         emitted_rest,
-        watermark,
-        last_seen=np.where(seen, now_ms, coded.last_seen),
-        known=coded.known | seen,
+        walk.watermark,
+        last_seen=np.where(walk.seen, now_ms, coded.last_seen),
+        known=coded.known | walk.seen,
     )
-    return StepResult(new_state, done.windows, rejected, int(duplicate.sum()))
+    position, future, watermark = walk.refused()
+    rejected = _rejected(incoming, position, future=future, watermark=watermark, params=params)
+    return StepResult(new_state, joined.windows, rejected, walk.duplicates)
+
+
+class _Walk:
+    """One step over the touched devices, a group at a time (:class:`DeviceGroups`): the
+    watermarks, per-key arrays and refusals carried from group to group."""
+
+    def __init__(
+        self,
+        *,
+        coded: Coded,
+        new: pl.DataFrame,
+        in_order: bool,
+        now_ms: int,
+        params: EventTimeParams,
+    ) -> None:
+        self.coded = coded  # per-key arrays as the groups so far left them
+        self.new = new  # the incoming readings as state rows, in arrival order
+        self.in_order = in_order  # _in_time_order of the incoming readings
+        self.now_ms = now_ms
+        self.params = params
+        self.watermark = coded.watermark.copy()
+        self.seen = np.zeros(len(coded.watermark), dtype=bool)
+        self.done: list[Closed] = []
+        self.duplicates = 0
+        self._refused: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def group(self, buffer: pl.DataFrame, emitted: pl.DataFrame, at: np.ndarray | None) -> None:
+        """Step the devices of one group: their buffered rows and emitted windows, and their
+        incoming readings (positions ``at``; None: all)."""
+        params, coded = self.params, self.coded
+        catalog = coded.catalog
+        device_of = catalog.key_device
+        fresh = self.new if at is None else self.new[at]
+        rows = sort_rows(pl.concat([buffer, fresh]), catalog, params.clean.stuck_kinds)
+
+        # first arrival wins: the buffer's copy, else the earliest in the batch
+        new = rows.order >= buffer.height
+        duplicate = new & same_as_previous(rows.code, rows.ts)
+        fresh_row = new & ~duplicate
+        row_device = device_of.take(rows.code)
+        future = fresh_row & (rows.ts > self.now_ms + params.max_future_ms)
+        widest_end = rows.final_end(params.widest_s)
+        deadline = widest_end + params.allowed_lateness_ms
+        counted = fresh_row & ~future
+        wm_row = coded.watermark.take(row_device)
+        if self.in_order or _keys_in_time_order(row_device, rows.code, rows.order, buffer.height):
+            # no reading of this batch follows a later one of its device: only earlier batches
+            # count
+            late = counted & (deadline < wm_row)
+            refused = future | late
+            if refused.any():  # the refused readings' details show their arrival watermark
+                wm_row = _arrival_watermarks(
+                    row_device, rows.order, rows.ts, counted, wm_row, deadline
+                )
+        else:
+            wm_row = _arrival_watermarks(row_device, rows.order, rows.ts, counted, wm_row, deadline)
+            late = counted & (deadline < wm_row)
+            refused = future | late
+        if refused.any():
+            position = rows.order[refused] - buffer.height  # among the group's new readings
+            self._refused.append(
+                (position if at is None else at[position], future[refused], wm_row[refused])
+            )
+        self.duplicates += int(np.count_nonzero(duplicate))
+        taken = ~duplicate & ~future & ~late
+        if not taken.all():
+            rows = rows.take(taken)
+            row_device, widest_end = row_device[taken], widest_end[taken]
+
+        # watermarks: the largest accepted event time per device (rows sorted by device)
+        accepted = np.where(rows.order >= buffer.height, rows.ts, NO_WATERMARK)
+        starts = np.flatnonzero(~same_as_previous(row_device))
+        if len(starts):
+            batch_max = np.maximum.reduceat(accepted, starts)
+            hit = batch_max != NO_WATERMARK
+            device = row_device[starts[hit]]
+            self.watermark[device] = np.maximum(self.watermark[device], batch_max[hit])
+            self.seen[device] = True
+
+        done = close(
+            rows,
+            watermark=self.watermark[device_of],
+            emitted=emitted,
+            coded=coded,
+            rules=params,
+            widest_end=widest_end,
+        )
+        # the per-key arrays change only at this group's keys: the next group starts from them
+        self.coded = replace(
+            coded, interval=done.interval, closed_until=done.closed_until, settled=done.settled
+        )
+        self.done.append(done)
+
+    def refused(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions among the incoming readings, future?, arrival watermark) of the refused."""
+        if not self._refused:
+            return np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int64)
+        parts = list(zip(*self._refused, strict=True))
+        return (np.concatenate(parts[0]), np.concatenate(parts[1]), np.concatenate(parts[2]))
+
+    def closed(self) -> Closed:
+        """What the groups' closes produced, as one :class:`Closed`."""
+        return _joined(self.done, self.coded)
+
+
+def _joined(done: list[Closed], coded: Coded) -> Closed:
+    """The groups' :class:`Closed` (at least one) as one (``coded``: the per-key arrays after
+    the last group)."""
+    if len(done) == 1:
+        return done[0]
+    return Closed(
+        buffer=pl.concat([d.buffer for d in done]),
+        emitted=pl.concat([d.emitted for d in done]),
+        windows=by_width([d.windows for d in done]),
+        interval=coded.interval,
+        closed_until=coded.closed_until,
+        settled=coded.settled,
+    )
 
 
 def close_idle(
@@ -152,36 +231,48 @@ def close_idle(
     catalog = coded.catalog
     idle = coded.known & (coded.last_seen <= now_ms - idle_ms)
     buffer = coded.buffer
-    code = buffer["code"].to_numpy().astype(np.int64)
+    code = buffer["code"].to_numpy()
     device_of = catalog.key_device
-    live = np.flatnonzero(idle[device_of[code]] & ~buffer["anchor"].to_numpy())
+    row_device = device_of.take(code)
+    live = np.flatnonzero(idle.take(row_device) & ~buffer["anchor"].to_numpy())
     if len(live) == 0:
         return StepResult(state, _no_windows(), _no_rejections(), 0)
     gauge = (catalog.labels["kind"] == "gauge").fill_null(False).to_numpy()
-    label = buffer["label"].to_numpy()[live]
+    label = buffer["label"].to_numpy().take(live)
     widest_ms = params.widest_s * 1000
-    end = bucket_starts(buffer["ts_ms"].to_numpy()[live], gauge[label], params.widest_s)
+    end = bucket_starts(buffer["ts_ms"].to_numpy().take(live), gauge.take(label), params.widest_s)
     ends = np.full(catalog.n_devices, NO_WATERMARK, dtype=np.int64)
-    np.maximum.at(ends, device_of[code[live]], end + widest_ms + 1)
+    np.maximum.at(ends, row_device.take(live), end + widest_ms + 1)
+    del code, row_device, live, label, end
     was = coded.watermark
     touched = (ends != NO_WATERMARK) & ((was == NO_WATERMARK) | (ends > was))
     if not touched.any():
         return StepResult(state, _no_windows(), _no_rejections(), 0)
 
     watermark = np.where(touched, np.maximum(was, ends), was)
-    buffer, buffer_rest = _split(buffer, touched, device_of)
-    emitted, emitted_rest = _split(coded.emitted, touched, device_of)
-    rows = sort_rows(buffer, catalog, params.clean.stuck_kinds)
-    done = close_grouped(
-        rows,
-        watermark=watermark[device_of],
-        emitted=emitted,
-        coded=coded,
-        rules=params,
-        hold_counters=False,
-    )
-    new_state = _closed_state(state, coded, done, buffer_rest, emitted_rest, watermark)
-    return StepResult(new_state, done.windows, _no_rejections(), 0)
+    groups = DeviceGroups(coded, touched)
+    done = []
+    for g in range(groups.n):
+        rows = sort_rows(groups.buffer(g), catalog, params.clean.stuck_kinds)
+        closed = close(
+            rows,
+            watermark=watermark[device_of],
+            emitted=groups.emitted(g),
+            coded=coded,
+            rules=params,
+            hold_counters=False,
+        )
+        coded = replace(
+            coded,
+            interval=closed.interval,
+            closed_until=closed.closed_until,
+            settled=closed.settled,
+        )
+        done.append(closed)
+    buffer_rest, emitted_rest = groups.rest()
+    joined = _joined(done, coded)
+    new_state = _closed_state(state, coded, joined, buffer_rest, emitted_rest, watermark)
+    return StepResult(new_state, joined.windows, _no_rejections(), 0)
 
 
 def _closed_state(
@@ -276,30 +367,6 @@ def _coded_rows(readings: pl.DataFrame, key: np.ndarray, label: np.ndarray) -> p
         },
         schema=BUFFER_SCHEMA,
     )
-
-
-def _split(
-    frame: pl.DataFrame, devices: np.ndarray, device_of: np.ndarray
-) -> tuple[pl.DataFrame, Callable[[], pl.DataFrame]]:
-    """Rows of ``frame`` (with key codes) of the ``devices`` (mask per device code), and how to
-    get the rest: called once closing is done, so the rest (most of the state, a new copy) and
-    closing's arrays are not held at the same time."""
-    if frame.is_empty():
-        return frame, lambda: frame
-    hit = devices.take(device_of.take(frame["code"].to_numpy().astype(np.int64)))
-    if hit.all():
-        return frame, frame.clear
-    if not hit.any():
-        return frame.clear(), lambda: frame
-
-    def rest() -> pl.DataFrame:
-        if frame.n_chunks() == 1:
-            return frame.filter(pl.Series(~hit))
-        # a gather writes one chunk: filtering many chunks, then joining them, would hold the
-        # rest twice at once
-        return frame[np.flatnonzero(~hit)]
-
-    return frame.filter(pl.Series(hit)), rest
 
 
 def _in_time_order(device: np.ndarray, ts: np.ndarray) -> bool:

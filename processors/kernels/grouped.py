@@ -1,92 +1,152 @@
-""":func:`~processors.kernels.closing.close` over groups of whole devices, one after the other.
+"""The devices a step touches, cut into groups of whole devices processed one after the other.
 
-Closing works per key, so closing the touched devices a group at a time gives what one call
-gives, while its temporary arrays (a few dozen per row: cleaning, counters, windows, the kept
-rows) scale with a group instead of the whole poll. That matters once devices hold many
-readings: at one reading a minute each touched device brings its 120 buffered readings (widest
-window plus lateness), so a partition's share of a 20,000-record poll is ~470,000 rows (computed:
-3,333 devices x 140). Each extra close() call costs a few ms of fixed work (groups of 131,072 rows
-took the kernel bench from 2.32M to 1.79M readings/s), so groups are large: at the default
-10,000-record polls a partition's step is one group, and grouping bounds the idle timer's close
-of whole partitions (2M rows at 100,000 devices) and larger polls.
+Everything a step does to a reading depends on its key's rows only (and the device's
+watermark), so stepping the touched devices a group at a time gives what one pass gives, while
+the temporary arrays (sorting, cleaning, counters, windows: a few dozen per row) scale with a
+group instead of the whole partition. That matters once devices hold many readings: at one
+reading a minute each touched device brings its ~120 buffered readings (widest window plus
+lateness), and a Kafka fetch holds one partition's records, so a 10,000-record poll of 20
+readings each touches 10,000 devices of one partition: ~1.4M rows (computed: 10,000 x 140).
+In one pass that step held ~230 MB of temporaries at steady state with 100,000 devices (RSS
+above the step's start, median of the steps; see the processor bench's memory figures).
+
+A group costs a few ms of fixed work (a close() call, a filter of the state per group), so
+groups are large: a step over fewer rows than ``GROUP_ROWS`` is one group, with no extra pass.
+Groups follow key rank (a device's keys are adjacent in it), so each group's windows come out
+sorted like ``windows.WINDOW_KEY`` and :func:`by_width` merges them without a sort.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
 from itertools import pairwise
 
 import numpy as np
 import polars as pl
 
-from processors.kernels.closing import Closed, close
 from processors.kernels.keys import same_as_previous
-from processors.kernels.params import EventTimeParams
-from processors.kernels.rows import SortedRows
 from processors.kernels.state import Coded
 
-GROUP_ROWS = 262_144  # rows closed at once, about (a group ends at a device's last row)
+GROUP_ROWS = 262_144  # rows (buffered and arriving) stepped at once, about: whole devices
 
 
-def close_grouped(
-    rows: SortedRows,
-    *,
-    watermark: np.ndarray,
-    emitted: pl.DataFrame,
-    coded: Coded,
-    rules: EventTimeParams,
-    hold_counters: bool = True,
-    widest_end: np.ndarray | None = None,
-    group_rows: int | None = None,
-) -> Closed:
-    """:func:`close` with the same arguments, a group of about ``group_rows`` (default
-    ``GROUP_ROWS``) rows of whole devices at a time; windows come out sorted like
-    ``windows.WINDOW_KEY``, as from one call."""
-    n = len(rows.code)
-    group_rows = GROUP_ROWS if group_rows is None else group_rows
-    if n <= group_rows:
-        return close(
-            rows, watermark=watermark, emitted=emitted, coded=coded, rules=rules,
-            hold_counters=hold_counters, widest_end=widest_end,
-        )  # fmt: skip
-    device_of = coded.catalog.key_device
-    device = device_of.take(rows.code)
-    heads = np.flatnonzero(~same_as_previous(device))  # rows are sorted: a device is one run
-    wanted = np.arange(group_rows, n, group_rows)
-    cuts = np.unique(heads.take(np.minimum(np.searchsorted(heads, wanted), len(heads) - 1)))
-    bounds = [0, *(int(c) for c in cuts if c > 0), n]
-    emitted_device = device_of.take(emitted["code"].to_numpy()) if emitted.height else None
-    parts: list[Closed] = []
-    for lo, hi in pairwise(bounds):
-        mine = emitted
-        if emitted_device is not None:
-            group = np.zeros(len(coded.watermark), dtype=bool)
-            group[device[lo:hi]] = True
-            mine = emitted.filter(pl.Series(group.take(emitted_device)))
-        done = close(
-            rows.slice(lo, hi), watermark=watermark, emitted=mine, coded=coded, rules=rules,
-            hold_counters=hold_counters,
-            widest_end=None if widest_end is None else widest_end[lo:hi],
-        )  # fmt: skip
-        # the per-key arrays change only at this group's keys: the next group starts from them
-        coded = replace(
-            coded, interval=done.interval, closed_until=done.closed_until, settled=done.settled
+class DeviceGroups:
+    """The touched devices of ``coded`` in groups of about ``GROUP_ROWS`` rows, in key-rank
+    order; each group's buffered rows, emitted windows and arriving readings.
+
+    Args:
+        coded: the state, its catalog covering every device of ``arriving``.
+        touched: per device code: the step processes it.
+        arriving: device code of each incoming reading (None: none arrive).
+    """
+
+    def __init__(
+        self, coded: Coded, touched: np.ndarray, arriving: np.ndarray | None = None
+    ) -> None:
+        device_of = coded.catalog.key_device
+        self._buffer, self._emitted = coded.buffer, coded.emitted
+        row_device = _devices_of(coded.buffer, device_of)
+        self._emitted_device = _devices_of(coded.emitted, device_of)
+        arriving = np.zeros(0, np.int64) if arriving is None else arriving
+        hit = touched.take(row_device)
+        self.n = 1 if touched.any() else 0
+        # the usual step is one group: its rows are those of touched devices (no numbering)
+        self._group = touched
+        self._row_group = hit
+        self._arrival_group: np.ndarray | None = None
+        if int(np.count_nonzero(hit)) + len(arriving) > GROUP_ROWS:
+            self._group = _cut(coded, touched, hit, row_device, arriving)
+            self.n = int(self._group.max()) + 1
+            self._row_group = self._group.take(row_device)
+            self._arrival_group = self._group.take(arriving)
+
+    def _is(self, group: np.ndarray, g: int) -> np.ndarray:
+        """Where ``group`` (numbers, or touched flags when the step was not cut) is ``g``."""
+        return group if group.dtype == bool else group == g
+
+    def _not_touched(self, group: np.ndarray) -> np.ndarray:
+        return ~group if group.dtype == bool else group < 0
+
+    def buffer(self, g: int) -> pl.DataFrame:
+        """Buffered rows of group ``g``'s devices."""
+        return _rows(self._buffer, self._is(self._row_group, g))
+
+    def emitted(self, g: int) -> pl.DataFrame:
+        """Emitted windows of group ``g``'s devices."""
+        return _rows(self._emitted, self._is(self._group.take(self._emitted_device), g))
+
+    def arrivals(self, g: int) -> np.ndarray | None:
+        """Positions of group ``g``'s readings among the arriving ones (None: all of them)."""
+        if self._arrival_group is None:
+            return None
+        out: np.ndarray = np.flatnonzero(self._arrival_group == g)
+        return out
+
+    def rest(self) -> tuple[Callable[[], pl.DataFrame], Callable[[], pl.DataFrame]]:
+        """How to get the buffered rows and emitted windows of the untouched devices: called
+        once the groups are done, so this copy of most of the state and a group's arrays are
+        not held at the same time."""
+        emitted_group = self._group.take(self._emitted_device)
+        return (
+            lambda: _rows(self._buffer, self._not_touched(self._row_group)),
+            lambda: _rows(self._emitted, self._not_touched(emitted_group)),
         )
-        parts.append(done)
-    return Closed(
-        buffer=pl.concat([p.buffer for p in parts]),
-        emitted=pl.concat([p.emitted for p in parts]),
-        windows=_by_width([p.windows for p in parts]),
-        interval=coded.interval,
-        closed_until=coded.closed_until,
-        settled=coded.settled,
-    )
 
 
-def _by_width(parts: list[pl.DataFrame]) -> pl.DataFrame:
+def _devices_of(frame: pl.DataFrame, device_of: np.ndarray) -> np.ndarray:
+    """Device code of each row of a coded frame."""
+    if frame.is_empty():
+        return np.zeros(0, np.int64)
+    out: np.ndarray = device_of.take(frame["code"].to_numpy())
+    return out
+
+
+def _cut(
+    coded: Coded,
+    touched: np.ndarray,
+    hit: np.ndarray,
+    row_device: np.ndarray,
+    arriving: np.ndarray,
+) -> np.ndarray:
+    """Group number per device (-1: untouched): touched devices in key-rank order, cut where
+    the rows so far pass a multiple of ``GROUP_ROWS``."""
+    catalog = coded.catalog
+    n_devices = len(touched)
+    rows = np.bincount(row_device[hit], minlength=n_devices)
+    rows += np.bincount(arriving, minlength=n_devices)
+    by_rank = np.empty_like(catalog.rank)
+    by_rank[catalog.rank] = np.arange(len(catalog.rank))  # key codes in rank order
+    device = catalog.key_device.take(by_rank)
+    device = device[~same_as_previous(device)]  # each device once: its keys are adjacent
+    device = device[touched.take(device)]
+    count = rows.take(device)
+    start = np.cumsum(count) - count
+    cut = start // GROUP_ROWS
+    number = np.cumsum(~same_as_previous(cut)) - 1  # 0, 1, ... without gaps
+    group = np.full(n_devices, -1, dtype=np.int32)
+    group[device] = number
+    return group
+
+
+def _rows(frame: pl.DataFrame, wanted: np.ndarray) -> pl.DataFrame:
+    """The rows of ``frame`` where ``wanted``, in one chunk when there are several."""
+    if frame.is_empty() or wanted.all():
+        return frame
+    if not wanted.any():
+        return frame.clear()
+    if frame.n_chunks() == 1:
+        return frame.filter(pl.Series(wanted))
+    # a gather writes one chunk: filtering many chunks, then joining them, would hold the rows
+    # twice at once
+    return frame[np.flatnonzero(wanted)]
+
+
+def by_width(parts: list[pl.DataFrame]) -> pl.DataFrame:
     """The groups' windows (each sorted like ``WINDOW_KEY``: width, then key and start; the
     groups in key order) in one frame sorted the same way: each width's slice of every group in
     turn, one gather (no sort of the strings)."""
+    if len(parts) == 1:
+        return parts[0]
     frame = pl.concat(parts)
     width = frame["width_s"].to_numpy()
     widths = np.unique(width)

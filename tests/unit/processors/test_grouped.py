@@ -1,4 +1,4 @@
-"""Closing a poll's devices a group at a time gives exactly what closing them at once gives."""
+"""Stepping a poll's devices a group at a time gives exactly what stepping them at once gives."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from processors.kernels import closing, grouped
+from processors.kernels import closing, eventtime, grouped
 
-from .test_eventtime import _device_stream, _split, _steps
+from .test_eventtime import NOW, Q, _device_stream, _split, _steps
 
 
 def _devices(seeds: int) -> pl.DataFrame:
@@ -30,7 +30,7 @@ def _devices(seeds: int) -> pl.DataFrame:
     cuts=st.lists(st.integers(1, 400), max_size=8, unique=True),
     idle_after=st.sets(st.integers(0, 8), max_size=2),
 )
-def test_closing_in_groups_gives_one_close_s_results(
+def test_stepping_in_groups_gives_one_pass_s_results(
     group_rows: int, delays: list[tuple[int, int]], cuts: list[int], idle_after: set[int]
 ) -> None:
     rows = _devices(4)
@@ -60,7 +60,25 @@ def test_each_group_holds_whole_devices() -> None:
             return original(rows, **kwargs)
 
         patch.setattr(grouped, "GROUP_ROWS", 1)
-        patch.setattr(grouped, "close", counting)
+        patch.setattr(eventtime, "close", counting)
         _steps(batches, set())
     # one device per group: six devices closed one by one in the step, again at the idle close
     assert calls == [1] * 12
+
+
+def test_refusals_keep_their_arrival_order_across_groups() -> None:
+    rows = _devices(3)
+    late = rows.filter(pl.col("ts_ms") < 2 * Q)  # hours behind every device's watermark
+    ahead = rows.tail(2).with_columns(ts_ms=pl.col("ts_ms") + NOW)  # beyond the future skew
+    second = pl.concat([late.reverse(), ahead, late.head(3)])  # devices interleaved
+    batches = [rows, second]
+    at_once = _steps(batches, set())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(grouped, "GROUP_ROWS", 1)
+        in_groups = _steps(batches, set())
+    refused = at_once[3]
+    assert refused.height == late.height + ahead.height  # the repeats are duplicates
+    assert set(refused["reason"]) == {"too_late", "future_ts"}
+    assert refused["device_id"].n_unique() > 1
+    for got, expected in zip(in_groups, at_once, strict=True):
+        assert_frame_equal(got, expected)
