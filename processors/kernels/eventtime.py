@@ -205,10 +205,10 @@ class _Walk:
 
     def closed(self) -> Closed:
         """What the groups' closes produced, as one :class:`Closed`."""
-        return _joined(self.done, self.coded)
+        return _joined(self.done, self.coded, self.params.widths_s)
 
 
-def _joined(done: list[Closed], coded: Coded) -> Closed:
+def _joined(done: list[Closed], coded: Coded, widths: tuple[int, ...]) -> Closed:
     """The groups' :class:`Closed` (at least one) as one (``coded``: the per-key arrays after
     the last group)."""
     if len(done) == 1:
@@ -216,7 +216,7 @@ def _joined(done: list[Closed], coded: Coded) -> Closed:
     return Closed(
         buffer=pl.concat([d.buffer for d in done]),
         emitted=pl.concat([d.emitted for d in done]),
-        windows=by_width([d.windows for d in done]),
+        windows=by_width([d.windows for d in done], widths),
         interval=coded.interval,
         closed_until=coded.closed_until,
         settled=coded.settled,
@@ -270,7 +270,7 @@ def close_idle(
         )
         done.append(closed)
     buffer_rest, emitted_rest = groups.rest()
-    joined = _joined(done, coded)
+    joined = _joined(done, coded, params.widths_s)
     new_state = _closed_state(state, coded, joined, buffer_rest, emitted_rest, watermark)
     return StepResult(new_state, joined.windows, _no_rejections(), 0)
 
