@@ -12,8 +12,8 @@
   no partition, device or window, so their transactions never touch the same rows. Why lanes:
   one backend running COPY and upserts is the bottleneck (the kernels wait for it most of the
   time); a second one uses the CPU the first leaves idle. So that it does, a poll asks first
-  for the records of the lanes with no commit in flight (a fetch holds one partition's records:
-  an unrestricted poll mostly returns the lane that is busy), and with every lane busy the
+  for the records of the lanes with no commit in flight (fetched records come a partition at a
+  time: an unrestricted poll may return mostly the lane that is busy), and with every lane busy the
   next poll waits for the first one to finish. The changed windows then go to the
   deltas topic (at least once). A lock keeps a rebalance from interleaving with a batch:
   revocation and assignment wait for every commit in flight. A fenced member
@@ -194,7 +194,7 @@ class ProcessorService:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_bytes=s.fetch_max_bytes,
-            max_partition_fetch_bytes=s.fetch_max_bytes // 4,
+            max_partition_fetch_bytes=s.partition_fetch_bytes,
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=max(500, s.session_timeout_ms // 4),
         )
@@ -304,8 +304,9 @@ class ProcessorService:
     ) -> dict[TopicPartition, list[Any]]:
         """The next records, those already fetched for the free lanes' partitions first.
 
-        A fetch holds many records of one partition, so an unrestricted poll mostly returns one
-        lane's partitions; polled again while that lane commits, it would return the same lane,
+        Fetched records are handed out a partition at a time (up to ``partition_fetch_bytes``
+        each), so an unrestricted poll may return mostly one lane's partitions; polled again
+        while that lane commits, it could return the same lane,
         whose commit the next one must wait for, while the other connection idles. With nothing
         fetched for a free lane, every partition is polled (a busy lane's records are then
         prepared while it commits).

@@ -91,3 +91,7 @@ def test_settings_refuse_unsafe_values() -> None:
         ProcessorSettings.load(env={"PILOTSTREAM_MIN_COVERAGE": "1.5"})
     with pytest.raises(SettingsError, match="session_timeout_ms"):
         ProcessorSettings.load(env={"PILOTSTREAM_SESSION_TIMEOUT_MS": "100"})
+    with pytest.raises(SettingsError, match="partition_fetch_bytes"):  # above the whole fetch
+        ProcessorSettings.load(
+            env={"PILOTSTREAM_FETCH_MAX_BYTES": "1000", "PILOTSTREAM_PARTITION_FETCH_BYTES": "2000"}
+        )
