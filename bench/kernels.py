@@ -3,9 +3,11 @@
 Chain per poll: ``decode_batches`` (ReadingBatch values -> columns) -> ``step`` (dedup, counter
 consumption, quality flags, 15-min and hourly windows, watermarks, restatements) ->
 ``predict_windows`` (time-of-week baselines) -> ``emission_deltas`` (factors, deltas, kgCO2e).
-Records carry 8 readings of one device (two hours of 15-minute energy registers); a poll is
-what the processor takes from Kafka at full throughput, ``poll_max_records`` records (10,000 by
-default: each device's next record, in time order). Target: >= 2,000,000 readings/s.
+Records carry 8 readings of one device (two hours of 15-minute energy registers); a poll holds
+one record of every device, in time order (10,000 records), or the processor's
+``poll_max_records`` when that is larger (several records per device). The processor's default
+poll has been 5,000 records since 2026-11-29 (for its memory with 100,000 devices), so this
+figure is for polls twice that size. Target: >= 2,000,000 readings/s.
 With a default above 10,000 (several records per device and poll), ``half_poll`` runs the same
 chain on polls of 10,000 records: the state's buffer (the readings still inside the widest window
 and the lateness) is re-read at every poll, so smaller polls cost more per reading.
@@ -93,7 +95,7 @@ def run(quick: bool) -> dict[str, Any]:
 
     devices, per_record = 10_000, 8  # two hours of 15-minute registers per record
     poll_records = ProcessorSettings.load(env={}).poll_max_records  # the processor's default
-    per_device = max(1, poll_records // devices)  # records per device and poll
+    per_device = max(1, poll_records // devices)  # records per device and poll (at least one)
     polls = (
         2 if quick else 6
     )  # timed polls of the full size (the same readings as 2x as many halves)
