@@ -91,6 +91,26 @@ def test_catalog_codes_rows_once_per_run_with_labels() -> None:
     assert catalog.labels.rows() == [("t", "counter"), ("u", "counter")]
 
 
+def test_catalog_looks_few_runs_up_by_dict_as_the_join_does() -> None:
+    n = 40
+    seen = pl.DataFrame(
+        {
+            "tenant": ["t", None] * (n // 2),
+            "device_id": [f"d{i}" for i in range(n)],
+            "metric": ["m"] * n,
+            "kind": ["counter", "gauge"] * (n // 2),
+        }
+    )
+    catalog, key, label = Catalog().code_rows(seen)
+    assert len(catalog.run_codes) == n
+    few = seen[[37, 2, 2, 19]]  # 3 runs against 40 known: looked up one by one
+    again, got_key, got_label = catalog.code_rows(few)
+    assert again is catalog  # nothing new
+    assert_array_equal(got_key, key[[37, 2, 2, 19]])
+    assert_array_equal(got_label, label[[37, 2, 2, 19]])
+    assert set(label.tolist()) == {0, 1}
+
+
 def test_state_frames_read_back_as_given() -> None:
     buffer = pl.DataFrame(
         {
