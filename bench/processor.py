@@ -154,8 +154,8 @@ def _watch_rss(proc: subprocess.Popen[bytes]) -> list[tuple[float, float]]:
 def _rss_course(samples: list[tuple[float, float]]) -> dict[str, Any]:
     """Peak and median RSS per quarter of the run, and the medians' growth over the last half.
 
-    The full run spans EVENT_HOURS of event time, so the state (widest window + lateness, 2 h)
-    is steady in the last half: its memory should be flat there. Peaks swing by a poll's
+    The runs span EVENT_HOURS (STEADY_HOURS for 100,000 devices) of event time, so the state
+    (widest window + lateness, 2 h) is steady in the last half: its memory should be flat there. Peaks swing by a poll's
     transient columns (a step closes a poll's devices with all their buffered readings), medians
     show the trend.
     """

@@ -23,8 +23,9 @@ class ProcessorSettings(BaseSettings):
     publish_deltas: bool = setting(True, "publish changed windows to the deltas topic")
     poll_timeout_ms: int = setting(200, "getmany timeout_ms: wait at most this for records")
     # 5,000 records (100,000 readings in records of 20): with 100,000 devices at steady state
-    # (4 h of 1-minute readings) peak RSS 908 MiB and medians 50-60 MiB lower than at 10,000
-    # (951-1,007 MiB), for 5 % fewer readings/s (10,000 devices: 314k vs 329k, two runs each)
+    # (4 h of 1-minute readings) peak RSS 908 MiB and medians of the last three quarters 57-66
+    # MiB lower than at 10,000 (982 and 1,007 MiB), for 5 % fewer readings/s (10,000 devices:
+    # 314k vs 329k, two runs each)
     poll_max_records: int = setting(5_000, "getmany max_records: Kafka records per batch")
     writer_lanes: int = setting(
         2,
@@ -36,7 +37,7 @@ class ProcessorSettings(BaseSettings):
     # 2 MiB, not a quarter of fetch_max_bytes: a fetch then holds records of every partition, so
     # a backlog is worked off evenly (with 16 MiB a 10,000-record poll came from one partition,
     # and partitions were read two at a time); the state of 100,000 devices reached its full
-    # size at a fifth of a 5 h replay instead of at three quarters; readings/s the same
+    # size at 30 % of a 5 h replay instead of at 74 %; readings/s the same
     # (302-317k vs 308-312k, 10,000 devices, two runs each)
     partition_fetch_bytes: int = setting(
         2 * 2**20,

@@ -190,10 +190,7 @@ class _Walk:
             rules=params,
             widest_end=widest_end,
         )
-        # the per-key arrays change only at this group's keys: the next group starts from them
-        self.coded = replace(
-            coded, interval=done.interval, closed_until=done.closed_until, settled=done.settled
-        )
+        self.coded = _carried(coded, done)
         self.done.append(done)
 
     def refused(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -206,6 +203,14 @@ class _Walk:
     def closed(self) -> Closed:
         """What the groups' closes produced, as one :class:`Closed`."""
         return _joined(self.done, self.coded, self.params.widths_s)
+
+
+def _carried(coded: Coded, done: Closed) -> Coded:
+    """``coded`` with the per-key arrays a group's close left: they change only at that group's
+    keys, so the next group starts from them."""
+    return replace(
+        coded, interval=done.interval, closed_until=done.closed_until, settled=done.settled
+    )
 
 
 def _joined(done: list[Closed], coded: Coded, widths: tuple[int, ...]) -> Closed:
@@ -262,12 +267,7 @@ def close_idle(
             rules=params,
             hold_counters=False,
         )
-        coded = replace(
-            coded,
-            interval=closed.interval,
-            closed_until=closed.closed_until,
-            settled=closed.settled,
-        )
+        coded = _carried(coded, closed)
         done.append(closed)
     buffer_rest, emitted_rest = groups.rest()
     joined = _joined(done, coded, params.widths_s)

@@ -44,18 +44,6 @@ class SortedRows:
             anchor=self.anchor[keep],
         )
 
-    def slice(self, lo: int, hi: int) -> SortedRows:
-        """Rows ``lo:hi`` (views, no copy)."""
-        return SortedRows(
-            frame=self.frame,
-            order=self.order[lo:hi],
-            code=self.code[lo:hi],
-            ts=self.ts[lo:hi],
-            value=self.value[lo:hi],
-            kinds=self.kinds[lo:hi],
-            anchor=self.anchor[lo:hi],
-        )
-
     def final_end(self, widest_s: int) -> np.ndarray:
         """End (UTC ms) of each row's widest window."""
         gauge = (self.kinds & GAUGE) != 0
